@@ -1,0 +1,39 @@
+# `make demo` and `make test` work from a clean clone: each does the setup it needs first (idempotent).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INDEX_DIR ?= var/index
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Models come from PyPI packages; nothing may be fetched from a model hub.
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup index demo test lint clean
+
+setup: $(VENV)/.installed
+	$(BIN)/python scripts/prepare_model.py
+
+# torch is installed first and pinned: 2.13.0 is the CPU build (a plain `torch` would pull a multi-GB CUDA build).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+index: setup
+	$(BIN)/python scripts/build_index.py --catalog data/demo/catalog.jsonl --index-dir $(INDEX_DIR)
+
+demo: index
+	@echo "Serving on http://$(HOST):$(PORT)  (try /publications/pcns-plan-b-like-minded-internationalism/related)"
+	$(BIN)/python scripts/serve.py --index-dir $(INDEX_DIR) --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var models/*/sentence-transformer *.egg-info

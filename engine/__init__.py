@@ -1,0 +1,72 @@
+"""Related-content engine: catalog -> multilingual embeddings -> FAISS index -> related publications."""
+
+from engine.build import BuildReport, build_index, resolve_build
+from engine.catalog import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
+from engine.embed import EmbeddingCache, Encoder, SentenceTransformerEncoder, encode_cached, encode_documents
+from engine.evaluate import evaluate_recommender, evaluate_run
+from engine.index import IndexLoadError, VectorIndex
+from engine.models import ModelNotPreparedError, check_prepared, prepare_model, read_manifest
+from engine.recommend import Recommender, RelatedItem, UnknownPublicationError, load_recommender
+from engine.settings import Settings, get_settings
+from engine.text import chunk_text, publication_text
+
+__all__ = [
+    "BuildReport",
+    "CatalogError",
+    "EmbeddingCache",
+    "Encoder",
+    "IndexLoadError",
+    "LoadResult",
+    "ModelNotPreparedError",
+    "Publication",
+    "Recommender",
+    "RelatedItem",
+    "SentenceTransformerEncoder",
+    "Settings",
+    "UnknownPublicationError",
+    "VectorIndex",
+    "build_index",
+    "catalog_hash",
+    "check_prepared",
+    "chunk_text",
+    "encode_cached",
+    "encode_documents",
+    "evaluate_recommender",
+    "evaluate_run",
+    "expected_model_name",
+    "get_settings",
+    "load_catalog",
+    "load_recommender",
+    "open_encoder",
+    "prepare_model",
+    "publication_text",
+    "read_manifest",
+    "related",
+    "resolve_build",
+    "write_catalog",
+]
+
+
+def expected_model_name(settings: Settings | None = None) -> str:
+    """The name an index built with the configured model carries (read from the manifest, no weights)."""
+    settings = settings or get_settings()
+    manifest = read_manifest(settings.models_dir, settings.model)
+    return f"{manifest.name}@{manifest.fingerprint}"
+
+
+def open_encoder(settings: Settings | None = None) -> SentenceTransformerEncoder:
+    """The configured model, loaded offline; fails with the command to run if it is not prepared."""
+    settings = settings or get_settings()
+    return SentenceTransformerEncoder(
+        settings.models_dir, settings.model, threads=settings.threads, batch_size=settings.batch_size
+    )
+
+
+def related(publication_id: str, k: int = 10, *, index_dir=None, **filters) -> list[RelatedItem]:  # type: ignore[no-untyped-def]
+    """Convenience one-shot: load the configured index and return related items for one id.
+
+    For repeated queries load a :class:`Recommender` once with :func:`load_recommender`.
+    """
+    settings = get_settings()
+    recommender = load_recommender(index_dir or settings.index_dir, expected_model_name(settings))
+    return recommender.related(publication_id, k, **filters)

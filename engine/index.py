@@ -1,0 +1,168 @@
+"""The vector index: FAISS ``IndexIDMap2`` over exact inner product on unit vectors, behind a narrow API.
+
+String publication ids map to int64 FAISS ids; ``build``/``add``/``remove``/``search``/``save``/``load``
+is the whole interface. A ``manifest.json`` beside the FAISS file records what built it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+INDEX_FILE = "vectors.faiss"
+IDS_FILE = "ids.json"
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class IndexLoadError(RuntimeError):
+    """An index folder that cannot be used (missing, damaged, or built with another model)."""
+
+
+def _as_matrix(vectors: np.ndarray, dimension: int) -> np.ndarray:
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != dimension:
+        raise ValueError(f"expected vectors of shape (n, {dimension}), got {matrix.shape}")
+    return matrix
+
+
+class VectorIndex:
+    """Exact cosine search over unit vectors, addressed by string ids."""
+
+    def __init__(self, dimension: int, model: str) -> None:
+        if dimension < 1:
+            raise ValueError(f"dimension must be >= 1, got {dimension}")
+        self.dimension = dimension
+        self.model = model
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        self._key_of: dict[int, str] = {}
+        self._row_of: dict[str, int] = {}
+        self._next = 0
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._row_of
+
+    @property
+    def ids(self) -> list[str]:
+        """Ids in insertion order."""
+        return [self._key_of[i] for i in sorted(self._key_of)]
+
+    def build(self, ids: Sequence[str], vectors: np.ndarray) -> VectorIndex:
+        """Replace the contents with ``ids`` and their vectors."""
+        self._index.reset()
+        self._key_of.clear()
+        self._row_of.clear()
+        self._next = 0
+        self.add(ids, vectors)
+        return self
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Add new ids; an id already present is replaced (upsert)."""
+        matrix = _as_matrix(vectors, self.dimension)
+        if len(ids) != len(matrix):
+            raise ValueError(f"{len(ids)} ids for {len(matrix)} vectors")
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate ids in one add() call")
+        self.remove([key for key in ids if key in self._row_of])
+        numbers = np.arange(self._next, self._next + len(ids), dtype=np.int64)
+        self._next += len(ids)
+        self._index.add_with_ids(matrix, numbers)
+        for number, key in zip(numbers.tolist(), ids, strict=True):
+            self._key_of[number] = key
+            self._row_of[key] = number
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove ids that are present; returns how many were removed."""
+        numbers = [self._row_of.pop(key) for key in ids if key in self._row_of]
+        if numbers:
+            self._index.remove_ids(np.asarray(numbers, dtype=np.int64))
+            for number in numbers:
+                del self._key_of[number]
+        return len(numbers)
+
+    def vector(self, key: str) -> np.ndarray:
+        """The stored vector of ``key`` (KeyError if absent)."""
+        return self._index.reconstruct(self._row_of[key])
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """The ``k`` nearest ids for each query row, best first, as ``(id, cosine)`` pairs."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        matrix = _as_matrix(np.atleast_2d(queries), self.dimension)
+        k = min(k, len(self))
+        if k == 0:
+            return [[] for _ in range(len(matrix))]
+        # One thread per query: a request-serving process must not fan out over all cores per call.
+        faiss.omp_set_num_threads(1)
+        scores, numbers = self._index.search(matrix, k)
+        results = []
+        for row_scores, row_numbers in zip(scores, numbers, strict=True):
+            # FAISS pads with -1 when it finds fewer than k.
+            results.append(
+                [(self._key_of[n], float(s)) for s, n in zip(row_scores, row_numbers, strict=True) if n >= 0]
+            )
+        return results
+
+    def save(self, folder: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the FAISS file, the id map and ``manifest.json`` into ``folder``; return the manifest."""
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self._index, str(folder / INDEX_FILE))
+        (folder / IDS_FILE).write_text(json.dumps(sorted(self._key_of.items())), encoding="utf-8")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "dimension": self.dimension,
+            "count": len(self),
+            "index_type": "IndexIDMap2(IndexFlatIP)",
+            "faiss_version": faiss.__version__,
+            "build_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **(extra or {}),
+        }
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        return manifest
+
+    @classmethod
+    def load(cls, folder: Path, expected_model: str | None = None) -> tuple[VectorIndex, dict[str, Any]]:
+        """Load an index saved by :meth:`save`; refuse one built with a model other than ``expected_model``."""
+        manifest_path = folder / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise IndexLoadError(
+                f"no index in {folder} ({MANIFEST_FILE} missing); build one with scripts/build_index.py"
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            model, dimension = manifest["model"], int(manifest["dimension"])
+        except (ValueError, KeyError) as exc:
+            raise IndexLoadError(f"{manifest_path} is damaged ({exc}); rebuild the index") from None
+        if expected_model is not None and model != expected_model:
+            raise IndexLoadError(
+                f"the index in {folder} was built with model {model!r}, but the engine uses {expected_model!r}; "
+                "rebuild it with scripts/build_index.py"
+            )
+        index = cls(dimension, model)
+        try:
+            raw = faiss.read_index(str(folder / INDEX_FILE))
+            pairs = json.loads((folder / IDS_FILE).read_text(encoding="utf-8"))
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise IndexLoadError(f"cannot read the index files in {folder} ({exc}); rebuild the index") from None
+        if raw.d != dimension or raw.ntotal != len(pairs) or len(pairs) != manifest.get("count", len(pairs)):
+            raise IndexLoadError(
+                f"the index in {folder} does not match its manifest (dimension {raw.d}, {raw.ntotal} vectors, "
+                f"{len(pairs)} ids); rebuild it"
+            )
+        if not isinstance(raw, faiss.IndexIDMap2):
+            raise IndexLoadError(f"{folder / INDEX_FILE} is a {type(raw).__name__}, not an IndexIDMap2; rebuild it")
+        index._index = raw
+        index._key_of = {int(n): key for n, key in pairs}
+        index._row_of = {key: int(n) for n, key in pairs}
+        index._next = max(index._key_of, default=-1) + 1
+        return index, manifest

@@ -1,0 +1,190 @@
+"""Model registry: manifests under ``models/``, preparing a model folder offline, and loading it."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The prepared sentence-transformers folder inside models/<name>/ (not committed: built from the package).
+PREPARED_DIR = "sentence-transformer"
+STAMP_FILE = "prepared.json"
+
+
+class ModelNotPreparedError(RuntimeError):
+    """The model folder is missing or stale; the message names the command that fixes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelManifest:
+    """What ``models/<name>/manifest.json`` says about a model."""
+
+    name: str
+    source_package: str
+    source_version: str
+    import_name: str
+    source_files: tuple[str, ...]
+    upstream_model: str
+    licence: str
+    dimension: int
+    max_seq_length: int
+    module: str
+    prepare: str
+    raw: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of everything that changes the vectors (cache and index keys use it)."""
+        key = json.dumps([self.name, self.source_package, self.source_version, self.dimension, self.max_seq_length])
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def read_manifest(models_dir: Path, name: str) -> ModelManifest:
+    """Read and check ``models_dir/name/manifest.json``."""
+    path = Path(models_dir) / name / "manifest.json"
+    if not path.is_file():
+        known = sorted(p.parent.name for p in Path(models_dir).glob("*/manifest.json"))
+        raise ModelNotPreparedError(f"no model manifest at {path}; known models in {models_dir}: {known}")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return ModelManifest(
+            name=raw["name"],
+            source_package=raw["source_package"],
+            source_version=raw["source_version"],
+            import_name=raw["import_name"],
+            source_files=tuple(raw["source_files"]),
+            upstream_model=raw["upstream_model"],
+            licence=raw["licence"],
+            dimension=int(raw["dimension"]),
+            max_seq_length=int(raw["max_seq_length"]),
+            module=raw["module"],
+            prepare=raw["prepare"],
+            raw=raw,
+        )
+    except KeyError as exc:
+        raise ValueError(f"{path} lacks the key {exc.args[0]!r}; see models/README.md for the format") from None
+
+
+def prepared_path(models_dir: Path, name: str) -> Path:
+    """The sentence-transformers folder of a model (it may not exist yet)."""
+    return Path(models_dir) / name / PREPARED_DIR
+
+
+def _package_files(manifest: ModelManifest) -> list[Path]:
+    try:
+        installed = importlib.metadata.version(manifest.source_package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelNotPreparedError(
+            f"the package {manifest.source_package}=={manifest.source_version} is not installed; run `make setup`"
+        ) from None
+    if installed != manifest.source_version:
+        raise ModelNotPreparedError(
+            f"{manifest.source_package} {installed} is installed but the manifest of {manifest.name!r} needs "
+            f"{manifest.source_version}; run `make setup`"
+        )
+    root = Path(importlib.import_module(manifest.import_name).__file__).parent
+    return [root / rel for rel in manifest.source_files]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_prepared(models_dir: Path, name: str) -> Path:
+    """Return the prepared folder, or raise :class:`ModelNotPreparedError` saying which command to run."""
+    manifest = read_manifest(models_dir, name)
+    folder = prepared_path(models_dir, name)
+    stamp = folder / STAMP_FILE
+    if not stamp.is_file():
+        raise ModelNotPreparedError(
+            f"model {name!r} is not prepared ({folder} is missing); run `{manifest.prepare}` (or `make setup`)"
+        )
+    prepared = json.loads(stamp.read_text(encoding="utf-8"))
+    if prepared.get("fingerprint") != manifest.fingerprint:
+        raise ModelNotPreparedError(
+            f"model {name!r} in {folder} was prepared from another manifest; run `{manifest.prepare} --force`"
+        )
+    return folder
+
+
+def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[Path, bool]:
+    """Make ``models/<name>/sentence-transformer`` from the installed package; idempotent.
+
+    Returns ``(folder, changed)``. The folder is assembled in a temporary directory and moved into place,
+    so an interrupted run never leaves a half-prepared model behind.
+    """
+    manifest = read_manifest(models_dir, name)
+    folder = prepared_path(models_dir, name)
+    sources = _package_files(manifest)
+    checksums = {src.name: _sha256(src) for src in sources}
+    if not force:
+        try:
+            check_prepared(models_dir, name)
+            stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
+            if stamp.get("files") == checksums:
+                return folder, False
+        except ModelNotPreparedError:
+            pass
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        for src in sources:
+            shutil.copyfile(src, staging / src.name)
+        _write_sentence_transformer(staging, manifest)
+        (staging / STAMP_FILE).write_text(
+            json.dumps({"fingerprint": manifest.fingerprint, "files": checksums, "manifest": manifest.raw}, indent=2),
+            encoding="utf-8",
+        )
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder, True
+
+
+def _write_sentence_transformer(folder: Path, manifest: ModelManifest) -> None:
+    """Write modules.json and the module config, as ``SentenceTransformer.save`` would."""
+    (folder / "modules.json").write_text(
+        json.dumps([{"idx": 0, "name": "0", "path": "", "type": manifest.module}], indent=2), encoding="utf-8"
+    )
+    (folder / "config.json").write_text(json.dumps({"max_seq_length": manifest.max_seq_length}), encoding="utf-8")
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {
+                "model_type": "SentenceTransformer",
+                "prompts": {},
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+
+
+def load_sentence_transformer(models_dir: Path, name: str, threads: int = 1) -> Any:
+    """Load a prepared model as a ``SentenceTransformer`` on the CPU, offline."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    folder = check_prepared(models_dir, name)
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    # The module class is this project's own code (engine.use_module), named in a folder we prepared.
+    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True, trust_remote_code=True)
+    first = model[0]
+    if hasattr(first, "threads"):
+        first.threads = threads
+    return model

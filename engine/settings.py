@@ -1,0 +1,49 @@
+"""Typed settings, read from the environment (prefix ``RCE_``) once, through :func:`get_settings`."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "use-multilingual-v3"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the engine and the service."""
+
+    model_config = SettingsConfigDict(env_prefix="RCE_", extra="ignore")
+
+    models_dir: Path = Field(default=PROJECT_ROOT / "models", description="Folder holding one folder per model.")
+    model: str = Field(default=DEFAULT_MODEL, description="Name of the model folder under models_dir.")
+    index_dir: Path = Field(default=PROJECT_ROOT / "var" / "index", description="Index folder to serve.")
+    cache_dir: Path = Field(default=PROJECT_ROOT / "var" / "cache", description="Embedding cache folder.")
+    threads: int = Field(default_factory=available_cores, description="Encoder threads (<= free cores).")
+    batch_size: int = Field(default=64, ge=1, le=4096)
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_within_cores(cls, value: int) -> int:
+        cores = available_cores()
+        if value < 1:
+            raise ValueError(f"threads must be >= 1, got {value}")
+        # More threads than cores made the encoder ~10x slower on our 2-core machines.
+        return min(value, cores)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use."""
+    return Settings()

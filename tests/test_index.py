@@ -1,0 +1,100 @@
+"""The FAISS index against brute-force numpy on seeded random vectors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import IndexLoadError, VectorIndex
+
+
+def unit_vectors(n: int, d: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def brute_force(vectors: np.ndarray, ids: list[str], queries: np.ndarray, k: int) -> list[list[str]]:
+    scores = queries @ vectors.T
+    return [[ids[j] for j in np.argsort(-row, kind="stable")[:k]] for row in scores]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_search_matches_brute_force(seed: int) -> None:
+    vectors, queries = unit_vectors(500, 32, seed), unit_vectors(20, 32, seed + 100)
+    ids = [f"doc-{i}" for i in range(500)]
+    index = VectorIndex(32, "m").build(ids, vectors)
+    results = index.search(queries, 10)
+    assert [[key for key, _ in row] for row in results] == brute_force(vectors, ids, queries, 10)
+    expected_scores = np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :10]
+    np.testing.assert_allclose([[s for _, s in row] for row in results], expected_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_remove_and_add_match_brute_force_on_the_remaining_items() -> None:
+    vectors = unit_vectors(100, 16, 3)
+    ids = [f"d{i}" for i in range(100)]
+    index = VectorIndex(16, "m").build(ids[:80], vectors[:80])
+    assert index.remove(["d0", "d5", "missing"]) == 2
+    index.add(ids[80:], vectors[80:])
+    keep = [i for i in range(100) if i not in (0, 5)]
+    query = unit_vectors(1, 16, 4)
+    expected = brute_force(vectors[keep], [ids[i] for i in keep], query, 15)
+    assert [key for key, _ in index.search(query, 15)[0]] == expected[0]
+    assert len(index) == 98 and "d0" not in index and "d99" in index
+
+
+def test_add_existing_id_replaces_its_vector() -> None:
+    vectors = unit_vectors(3, 4, 5)
+    index = VectorIndex(4, "m").build(["a", "b", "c"], vectors)
+    index.add(["a"], vectors[2:3])
+    assert len(index) == 3
+    np.testing.assert_allclose(index.vector("a"), vectors[2])
+
+
+def test_fewer_items_than_k_returns_no_padding() -> None:
+    index = VectorIndex(4, "m").build(["a", "b"], unit_vectors(2, 4, 6))
+    (row,) = index.search(unit_vectors(1, 4, 7), 10)
+    assert sorted(key for key, _ in row) == ["a", "b"]
+
+
+def test_bad_shapes_are_refused() -> None:
+    index = VectorIndex(4, "m")
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        index.add(["a"], np.zeros((1, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="2 ids for 1 vectors"):
+        index.add(["a", "b"], np.zeros((1, 4), dtype=np.float32))
+
+
+def test_save_load_roundtrip_and_manifest(tmp_path: Path) -> None:
+    vectors = unit_vectors(50, 8, 8)
+    index = VectorIndex(8, "model-a@1").build([f"d{i}" for i in range(50)], vectors)
+    index.remove(["d3"])
+    manifest = index.save(tmp_path, extra={"catalog_hash": "abc"})
+    assert {"model", "dimension", "count", "catalog_hash", "build_time"} <= manifest.keys()
+    loaded, read_back = VectorIndex.load(tmp_path, expected_model="model-a@1")
+    assert read_back["count"] == 49 and read_back["catalog_hash"] == "abc"
+    query = unit_vectors(2, 8, 9)
+    assert loaded.search(query, 5) == index.search(query, 5)
+    loaded.add(["new"], unit_vectors(1, 8, 10))  # ids keep counting after a load
+    assert len(loaded) == 50
+
+
+def test_load_refuses_another_model(tmp_path: Path) -> None:
+    VectorIndex(8, "model-a@1").build(["a"], unit_vectors(1, 8, 0)).save(tmp_path)
+    with pytest.raises(IndexLoadError, match=r"built with model 'model-a@1'.*uses 'model-b@2'"):
+        VectorIndex.load(tmp_path, expected_model="model-b@2")
+
+
+def test_load_detects_damage(tmp_path: Path) -> None:
+    with pytest.raises(IndexLoadError, match="no index"):
+        VectorIndex.load(tmp_path)
+    VectorIndex(8, "m").build(["a", "b"], unit_vectors(2, 8, 0)).save(tmp_path)
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps(json.loads(ids.read_text())[:1]))
+    with pytest.raises(IndexLoadError, match="does not match its manifest"):
+        VectorIndex.load(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexLoadError, match="damaged"):
+        VectorIndex.load(tmp_path)

@@ -1,0 +1,74 @@
+"""Every script through its main(argv)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scripts import build_index, compare_models, evaluate, prepare_model, serve
+from tests.conftest import SMALL_CATALOG
+from tests.fakes import write_jsonl
+
+
+@pytest.mark.parametrize("script", [build_index, evaluate, serve, prepare_model, compare_models])
+def test_help(script, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        script.main(["--help"])
+    assert exited.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_build_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)
+    args = ["--catalog", str(catalog), "--index-dir", str(tmp_path / "index"), "--cache-dir", str(tmp_path), "--quiet"]
+    assert build_index.main(args) == 0
+    assert "indexed 9 items (9 encoded, 0 from cache)" in capsys.readouterr().out
+    assert build_index.main(args) == 0
+    assert "indexed 9 items (0 encoded, 9 from cache)" in capsys.readouterr().out
+
+    assert evaluate.main(["--index-dir", str(tmp_path / "index"), "--json", "--k", "5"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) >= {"ndcg@5", "mrr@5", "recall@5", "map@5", "n_queries"}
+    assert metrics["n_queries"] == 6  # w1, m1 and h1 share no topic with any other item
+    assert evaluate.main(["--index-dir", str(tmp_path / "index"), "--relevance", "group"]) == 0
+    assert "n_queries  2" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_build_with_a_bad_line_fails_and_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = write_jsonl(tmp_path / "c.jsonl", [*SMALL_CATALOG, '{"id": "t2", "abstract": "dup"}'])
+    args = ["--catalog", str(catalog), "--index-dir", str(tmp_path / "index"), "--no-cache", "--quiet"]
+    assert build_index.main(args) == 2
+    assert "c.jsonl:10: field 'id': duplicate id 't2'" in capsys.readouterr().err
+    assert not (tmp_path / "index").exists()
+    assert build_index.main([*args, "--skip-invalid"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped:" in captured.err and "1 invalid lines skipped" in captured.out
+
+
+def test_evaluate_without_an_index_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert evaluate.main(["--index-dir", str(tmp_path)]) == 2
+    assert "no index" in capsys.readouterr().err
+
+
+@pytest.mark.model
+def test_prepare_model_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "use-multilingual-v3").mkdir()
+    manifest = Path(prepare_model.get_settings().models_dir) / "use-multilingual-v3" / "manifest.json"
+    (tmp_path / "use-multilingual-v3" / "manifest.json").write_bytes(manifest.read_bytes())
+    assert prepare_model.main(["--models-dir", str(tmp_path)]) == 0
+    assert "prepared in" in capsys.readouterr().out
+    assert prepare_model.main(["--models-dir", str(tmp_path)]) == 0
+    assert "already prepared" in capsys.readouterr().out
+    assert prepare_model.main(["--models-dir", str(tmp_path), "--model", "nope"]) == 2
+
+
+@pytest.mark.model
+def test_compare_models_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)
+    assert compare_models.main(["--catalog", str(catalog), "--candidate", "use-multilingual-v3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["candidate"] == "use-multilingual-v3" and 0.0 <= result["all:ndcg@10"] <= 1.0
