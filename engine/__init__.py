@@ -1,12 +1,17 @@
 """Related-content engine: catalog -> multilingual embeddings -> FAISS index -> related publications."""
 
+from pathlib import Path
+from typing import Any
+
 from engine.build import BuildReport, build_index, resolve_build
 from engine.catalog import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
 from engine.embed import EmbeddingCache, Encoder, SentenceTransformerEncoder, encode_cached, encode_documents
 from engine.evaluate import evaluate_recommender, evaluate_run
 from engine.index import IndexLoadError, VectorIndex
 from engine.models import ModelNotPreparedError, check_prepared, prepare_model, read_manifest
-from engine.recommend import Recommender, RelatedItem, UnknownPublicationError, load_recommender
+from engine.query import InvalidQueryError, RelatedQuery
+from engine.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError, load_recommender
+from engine.runtime import EngineHolder, NotReadyError, ReloadError
 from engine.settings import Settings, get_settings
 from engine.text import chunk_text, publication_text
 
@@ -15,12 +20,18 @@ __all__ = [
     "CatalogError",
     "EmbeddingCache",
     "Encoder",
+    "EngineHolder",
     "IndexLoadError",
+    "InvalidQueryError",
     "LoadResult",
     "ModelNotPreparedError",
+    "NotReadyError",
     "Publication",
     "Recommender",
     "RelatedItem",
+    "RelatedQuery",
+    "RelatedResult",
+    "ReloadError",
     "SentenceTransformerEncoder",
     "Settings",
     "UnknownPublicationError",
@@ -62,7 +73,7 @@ def open_encoder(settings: Settings | None = None) -> SentenceTransformerEncoder
     )
 
 
-def related(publication_id: str, k: int = 10, *, index_dir=None, **filters) -> list[RelatedItem]:  # type: ignore[no-untyped-def]
+def related(publication_id: str, k: int = 10, *, index_dir: Path | None = None, **filters: Any) -> list[RelatedItem]:
     """Convenience one-shot: load the configured index and return related items for one id.
 
     For repeated queries load a :class:`Recommender` once with :func:`load_recommender`.

@@ -1,19 +1,36 @@
-"""Related items for a publication: nearest neighbours, then exclusions and filters, then ranks."""
+"""Related items: nearest neighbours, then exclusions, filters, policies, re-ranking and editorial pins.
+
+Every rule about what may appear in a related list lives here, never in a route.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.build import CATALOG_FILE, resolve_build
 from engine.catalog import Publication, load_catalog
+from engine.embed import Encoder, encode_documents, normalize
+from engine.explain import TermStatistics, shared_values, terms_of
 from engine.index import IndexLoadError, VectorIndex
+from engine.overrides import Overrides, load_overrides
+from engine.query import InvalidQueryError, RelatedQuery
+from engine.rerank import keep_min_score, mmr_order
 
-# Extra candidates fetched beyond k + exclusions before filtering; grown when filters remove many.
+# Extra candidates fetched beyond what is needed before filtering; grown when filters remove many.
 _CANDIDATE_MARGIN = 20
+# With diversity on, MMR chooses among this many times the needed number of candidates.
+_MMR_POOL_FACTOR = 3
+MAX_TITLE_CHARS = 1_000
+MAX_ABSTRACT_CHARS = 20_000
+MAX_EXAMPLES = 50
+# Weight of the negative examples in the query vector (Rocchio-style).
+_UNLIKE_WEIGHT = 0.5
 
 
 class UnknownPublicationError(KeyError):
@@ -25,6 +42,35 @@ class UnknownPublicationError(KeyError):
 
     def __str__(self) -> str:
         return f"publication {self.publication_id!r} not found"
+
+
+class TextTooLongError(ValueError):
+    """A free-text query over the documented limits (HTTP maps it to 413)."""
+
+
+class EncoderUnavailableError(RuntimeError):
+    """A free-text query reached a recommender loaded without a model."""
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """Another language version of a publication."""
+
+    id: str
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an item is in the list, and the parts of its position."""
+
+    shared_topics: tuple[str, ...]
+    shared_authors: tuple[str, ...]
+    shared_terms: tuple[str, ...]
+    similarity: float
+    redundancy: float  # max cosine to items ranked above it (what MMR penalises)
+    pinned: bool
+    same_language: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +85,46 @@ class RelatedItem:
     url: str | None
     score: float
     rank: int
+    authors: tuple[str, ...] = ()
+    is_translation: bool = False
+    translations: tuple[Translation, ...] = ()
+    pinned: bool = False
+    explanation: Explanation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedResult:
+    """A page of related items; ``reason`` says why it is empty."""
+
+    items: list[RelatedItem]
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Seed:
+    """What a query is related to: a vector plus what is known about its source."""
+
+    vector: np.ndarray
+    language: str | None
+    excluded: frozenset[str]
+    group: frozenset[str]  # ids that are versions of the query itself
+    pins: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    terms: frozenset[str] = frozenset()
 
 
 class Recommender:
-    """A loaded index plus its catalog; answers ``related`` queries. Read-only, safe to share across threads."""
+    """A loaded index, its catalog and overrides; answers related-items queries. Read-only once built."""
 
-    def __init__(self, publications: Sequence[Publication], index: VectorIndex, manifest: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        publications: Sequence[Publication],
+        index: VectorIndex,
+        manifest: dict[str, Any],
+        overrides: Overrides | None = None,
+        encoder: Encoder | None = None,
+    ) -> None:
         self.publications = {p.id: p for p in publications}
         missing = [p for p in self.publications if p not in index]
         if missing or len(index) != len(self.publications):
@@ -54,13 +134,26 @@ class Recommender:
             )
         self.index = index
         self.manifest = manifest
-        self._groups: dict[str, set[str]] = defaultdict(set)
+        self.overrides = overrides or Overrides()
+        self.encoder = encoder
+        self._groups: dict[str, list[str]] = defaultdict(list)
         for p in publications:
             if p.group:
-                self._groups[p.group].add(p.id)
+                self._groups[p.group].append(p.id)
+        self._terms: TermStatistics | None = None
 
     def __len__(self) -> int:
         return len(self.publications)
+
+    @property
+    def group_count(self) -> int:
+        """Number of translation groups."""
+        return len(self._groups)
+
+    @property
+    def version(self) -> str:
+        """Identifies what answers are computed from (build and overrides), for cache validators."""
+        return f"{self.manifest.get('build_id', 'unbuilt')}.{self.overrides.version}"
 
     def get(self, publication_id: str) -> Publication:
         """The publication with this id, or :class:`UnknownPublicationError`."""
@@ -69,73 +162,210 @@ class Recommender:
         except KeyError:
             raise UnknownPublicationError(publication_id) from None
 
-    def translations(self, publication_id: str) -> set[str]:
-        """Ids of the other language versions of a publication (its translation group, itself excluded)."""
+    def translations(self, publication_id: str) -> list[Translation]:
+        """The other language versions of a publication (its translation group, itself excluded)."""
         publication = self.get(publication_id)
         if not publication.group:
-            return set()
-        return self._groups[publication.group] - {publication_id}
-
-    def related(
-        self,
-        publication_id: str,
-        k: int = 10,
-        *,
-        include_translations: bool = False,
-        languages: Collection[str] | None = None,
-        exclude_languages: Collection[str] | None = None,
-        types: Collection[str] | None = None,
-    ) -> list[RelatedItem]:
-        """The ``k`` publications most similar to ``publication_id``, best first.
-
-        The item itself is always excluded; its translations are excluded unless ``include_translations``.
-        ``languages``/``types`` keep only those values; ``exclude_languages`` drops those languages.
-        """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        self.get(publication_id)
-        excluded = {publication_id} if include_translations else {publication_id, *self.translations(publication_id)}
-        query = self.index.vector(publication_id)
-        wanted_languages = set(languages) if languages else None
-        dropped_languages = set(exclude_languages or ())
-        wanted_types = set(types) if types else None
-
-        def keep(candidate: Publication) -> bool:
-            return (
-                candidate.id not in excluded
-                and (wanted_languages is None or candidate.language in wanted_languages)
-                and candidate.language not in dropped_languages
-                and (wanted_types is None or candidate.type in wanted_types)
-            )
-
-        fetch = k + len(excluded) + _CANDIDATE_MARGIN
-        while True:
-            hits = self.index.search(query, fetch)[0]
-            kept = [(self.publications[key], score) for key, score in hits if keep(self.publications[key])]
-            if len(kept) >= k or fetch >= len(self.index):
-                break
-            fetch *= 4
+            return []
         return [
-            RelatedItem(
-                id=p.id,
-                title=p.title,
-                language=p.language,
-                type=p.type,
-                published=p.published,
-                url=p.url,
-                score=round(score, 6),
-                rank=rank,
-            )
-            for rank, (p, score) in enumerate(kept[:k], start=1)
+            Translation(i, self.publications[i].language)
+            for i in self._groups[publication.group]
+            if i != publication_id
         ]
 
+    def _group_of(self, publication_id: str) -> frozenset[str]:
+        return frozenset([publication_id, *(t.id for t in self.translations(publication_id))])
 
-def load_recommender(index_dir: Path, expected_model: str | None = None) -> Recommender:
-    """Load the current build of ``index_dir`` (index, manifest and catalog snapshot)."""
+    # ----- queries -----
+
+    def related(self, publication_id: str, k: int = 10, **options: Any) -> list[RelatedItem]:
+        """The ``k`` publications most related to ``publication_id``, best first (see :class:`RelatedQuery`).
+
+        The item itself is always excluded; its translations are excluded unless ``include_translations``.
+        Options given as lists (``languages``, ``types``, ...) are accepted as any sequence.
+        """
+        for name in ("languages", "types", "exclude_types", "exclude_languages"):
+            if options.get(name) is not None:
+                options[name] = tuple(options[name])
+            else:
+                options.pop(name, None)
+        return self.recommend(publication_id, RelatedQuery(k=k, **options)).items
+
+    def recommend(self, publication_id: str, query: RelatedQuery) -> RelatedResult:
+        """Related items for a publication in the catalog."""
+        query = query.validated()
+        publication = self.get(publication_id)
+        group = self._group_of(publication_id)
+        seed = _Seed(
+            vector=self.index.vector(publication_id),
+            language=publication.language,
+            excluded=frozenset([publication_id]) if query.include_translations else group,
+            group=group,
+            pins=self.overrides.pinned.get(publication_id, ()),
+            topics=publication.topics,
+            authors=publication.authors,
+            terms=self._term_statistics().terms(publication_id) if query.explain else frozenset(),
+        )
+        return self._rank(seed, query)
+
+    def recommend_text(self, title: str, abstract: str, language: str | None, query: RelatedQuery) -> RelatedResult:
+        """Related items for a draft that is not in the catalog (free text)."""
+        query = query.validated()
+        vector = self.text_vector(title, abstract)
+        seed = _Seed(vector, language, frozenset(), frozenset(), terms=frozenset(terms_of(f"{title} {abstract}")))
+        return self._rank(seed, query)
+
+    def recommend_examples(
+        self, like: Sequence[str], unlike: Sequence[str], query: RelatedQuery, *, text: tuple[str, str] | None = None
+    ) -> RelatedResult:
+        """Items like the positive examples and unlike the negative ones (plus optional draft text)."""
+        query = query.validated()
+        if not like and text is None:
+            raise InvalidQueryError("like", "give at least one positive example id (or a title/abstract)")
+        if len(like) > MAX_EXAMPLES or len(unlike) > MAX_EXAMPLES:
+            raise InvalidQueryError("like", f"at most {MAX_EXAMPLES} ids in like and in unlike")
+        liked = [self.get(i) for i in like]
+        disliked = [self.get(i) for i in unlike]
+        positives = [self.index.vector(p.id) for p in liked]
+        terms: set[str] = set()
+        if text is not None:
+            title, abstract = text
+            draft = self.text_vector(title, abstract)
+            positives.append(draft)
+            terms |= terms_of(f"{title} {abstract}")
+        vector = np.mean(positives, axis=0)
+        if disliked:
+            vector = vector - _UNLIKE_WEIGHT * np.mean([self.index.vector(p.id) for p in disliked], axis=0)
+        examples = [p.id for p in [*liked, *disliked]]
+        group = frozenset().union(*(self._group_of(i) for i in examples)) if examples else frozenset()
+        statistics = self._term_statistics() if query.explain else None
+        seed = _Seed(
+            vector=normalize(vector[None, :])[0],
+            language=Counter(p.language for p in liked).most_common(1)[0][0] if liked else None,
+            excluded=frozenset(examples) if query.include_translations else group,
+            group=group,
+            topics=tuple(dict.fromkeys(t for p in liked for t in p.topics)),
+            authors=tuple(dict.fromkeys(a for p in liked for a in p.authors)),
+            terms=frozenset(terms.union(*(statistics.terms(p.id) for p in liked))) if statistics else frozenset(),
+        )
+        return self._rank(seed, query)
+
+    def text_vector(self, title: str, abstract: str) -> np.ndarray:
+        """The vector of a draft's title and abstract, after checking the documented limits."""
+        if len(title) > MAX_TITLE_CHARS or len(abstract) > MAX_ABSTRACT_CHARS:
+            raise TextTooLongError(
+                f"the text is too long: title {len(title)} characters (limit {MAX_TITLE_CHARS}), "
+                f"abstract {len(abstract)} characters (limit {MAX_ABSTRACT_CHARS})"
+            )
+        text = "\n".join(part for part in (title.strip(), abstract.strip()) if part)
+        if not text:
+            raise InvalidQueryError("title", "give a title or an abstract")
+        if self.encoder is None:
+            raise EncoderUnavailableError("this service was started without a model; free-text queries are off")
+        return encode_documents(self.encoder, [text])[0]
+
+    # ----- ranking -----
+
+    def _rank(self, seed: _Seed, query: RelatedQuery) -> RelatedResult:
+        banned = self.overrides.banned
+        same_only = query.language_policy == "same" and seed.language is not None
+
+        def allowed(p: Publication) -> bool:
+            return (
+                p.id not in seed.excluded
+                and p.id not in banned
+                and query.accepts(p)
+                and (not same_only or p.language == seed.language)
+            )
+
+        pins = [self.publications[i] for i in seed.pins if allowed(self.publications[i])]
+        pinned_ids = {p.id for p in pins}
+        need = query.offset + query.k
+        pool_size = need * _MMR_POOL_FACTOR if query.diversity > 0 else need
+
+        def ranked_block(keep: Callable[[Publication], bool]) -> list[tuple[Publication, float, float]]:
+            pool = self._candidates(seed.vector, lambda p: keep(p) and p.id not in pinned_ids, pool_size)
+            if not pool:
+                return []
+            sims = np.array([s for _, s in pool], dtype=np.float32)
+            vectors = np.stack([self.index.vector(p.id) for p, _ in pool]) if query.diversity > 0 else sims[:, None]
+            return [(pool[i][0], pool[i][1], r) for i, r in mmr_order(sims, vectors, query.diversity, need)]
+
+        if query.language_policy == "prefer" and seed.language is not None:
+            ranked = ranked_block(lambda p: allowed(p) and p.language == seed.language)
+            if len(ranked) < need:
+                ranked += ranked_block(lambda p: allowed(p) and p.language != seed.language)
+        else:
+            ranked = ranked_block(allowed)
+        ranked = [ranked[i] for i in keep_min_score([s for _, s, _ in ranked], query.min_score, query.min_results)]
+        pinned = [(p, float(seed.vector @ self.index.vector(p.id)), 0.0) for p in pins]
+        rows = [*((p, s, r, True) for p, s, r in pinned), *((p, s, r, False) for p, s, r in ranked)]
+        page = rows[query.offset : query.offset + query.k]
+        items = [
+            self._item(seed, query, p, s, r, pin, rank) for rank, (p, s, r, pin) in enumerate(page, query.offset + 1)
+        ]
+        return RelatedResult(items, None if items else self._empty_reason(rows, query))
+
+    def _candidates(
+        self, vector: np.ndarray, keep: Callable[[Publication], bool], n: int
+    ) -> list[tuple[Publication, float]]:
+        """The ``n`` nearest publications that pass ``keep``, widening the search until found or exhausted."""
+        fetch = n + _CANDIDATE_MARGIN
+        while True:
+            hits = self.index.search(vector, fetch)[0]
+            kept = [(self.publications[key], score) for key, score in hits if keep(self.publications[key])]
+            if len(kept) >= n or fetch >= len(self.index):
+                return kept[:n]
+            fetch *= 4
+
+    def _item(
+        self, seed: _Seed, query: RelatedQuery, p: Publication, score: float, redundancy: float, pinned: bool, rank: int
+    ) -> RelatedItem:
+        explanation = None
+        if query.explain:
+            explanation = Explanation(
+                shared_topics=tuple(shared_values(seed.topics, p.topics)),
+                shared_authors=tuple(shared_values(seed.authors, p.authors)),
+                shared_terms=tuple(self._term_statistics().shared_terms(seed.terms, p.id)),
+                similarity=round(score, 6),
+                redundancy=round(redundancy, 6),
+                pinned=pinned,
+                same_language=None if seed.language is None else p.language == seed.language,
+            )
+        return RelatedItem(
+            id=p.id,
+            title=p.title,
+            language=p.language,
+            type=p.type,
+            published=p.published,
+            url=p.url,
+            score=round(score, 6),
+            rank=rank,
+            authors=p.authors,
+            is_translation=p.id in seed.group,
+            translations=tuple(self.translations(p.id)),
+            pinned=pinned,
+            explanation=explanation,
+        )
+
+    def _empty_reason(self, rows: list[Any], query: RelatedQuery) -> str:
+        if rows:
+            return f"offset {query.offset} is past the last of the {len(rows)} results"
+        return f"no publication passes the filters ({query.describe_filters()})"
+
+    def _term_statistics(self) -> TermStatistics:
+        if self._terms is None:  # built on first explain request; a benign race at worst builds it twice
+            self._terms = TermStatistics(self.publications.values())
+        return self._terms
+
+
+def load_recommender(index_dir: Path, expected_model: str | None = None, encoder: Encoder | None = None) -> Recommender:
+    """Load the current build of ``index_dir`` (index, manifest, catalog snapshot) and its overrides."""
     folder = resolve_build(Path(index_dir))
     index, manifest = VectorIndex.load(folder, expected_model=expected_model)
     catalog = folder / CATALOG_FILE
     if not catalog.is_file():
         raise IndexLoadError(f"{catalog} is missing; rebuild the index with scripts/build_index.py")
     publications = load_catalog(catalog).publications
-    return Recommender(publications, index, manifest)
+    overrides = load_overrides(Path(index_dir), frozenset(p.id for p in publications))
+    return Recommender(publications, index, manifest, overrides, encoder)

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=PROJECT_ROOT / "var" / "cache", description="Embedding cache folder.")
     threads: int = Field(default_factory=available_cores, description="Encoder threads (<= free cores).")
     batch_size: int = Field(default=64, ge=1, le=4096)
+    load_model: bool = Field(default=True, description="Load the model in the service (needed by POST /related).")
+    cors_origins: list[str] = Field(default_factory=list, description='Allowed CORS origins, e.g. ["https://a.org"].')
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin/*; unset = disabled.")
+    cache_max_age: int = Field(default=300, ge=0, description="Cache-Control max-age (s) of GET responses.")
+    max_body_bytes: int = Field(default=64_000, ge=1_024, description="Largest accepted request body.")
+    watch: bool = Field(default=False, description="Reload when the index folder's current build changes.")
+    watch_interval: float = Field(default=1.0, gt=0, le=3600)
 
     @field_validator("threads")
     @classmethod

@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-dir", type=Path, default=settings.index_dir, help="default: %(default)s")
     parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--watch", action="store_true", help="reload when a new build becomes current")
+    parser.add_argument("--no-model", action="store_true", help="do not load the model (no free-text queries)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     args = parser.parse_args(argv)
 
@@ -23,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from service.app import create_app
 
-    app = create_app(settings.model_copy(update={"index_dir": args.index_dir}))
+    overrides = {"index_dir": args.index_dir, "watch": args.watch or settings.watch}
+    if args.no_model:
+        overrides["load_model"] = False
+    app = create_app(settings.model_copy(update=overrides))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -1,70 +1,267 @@
-"""FastAPI app: the index loads in the lifespan and reaches routes through a dependency."""
+"""FastAPI app: routes translate HTTP to one engine call each; the engine loads in the lifespan."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 
-from engine import Recommender, Settings, UnknownPublicationError, expected_model_name, get_settings, load_recommender
-from service.schemas import ErrorResponse, HealthResponse, RelatedResponse
+from engine import Recommender, RelatedQuery, Settings, expected_model_name, get_settings, open_encoder
+from engine.browse import MAX_LIMIT, browse
+from engine.query import MAX_K, MAX_OFFSET
+from engine.recommend import RelatedResult
+from engine.runtime import EngineHolder, ReloadError
+from service.errors import register_error_handlers
+from service.middleware import install_middleware
+from service.schemas import (
+    BrowseResponse,
+    ErrorResponse,
+    HealthResponse,
+    PublicationOut,
+    PublicationSummary,
+    ReadyResponse,
+    RelatedRequest,
+    RelatedResponse,
+    ReloadResponse,
+)
 
 logger = logging.getLogger("service")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; nothing is loaded until the lifespan starts."""
+def create_app(settings: Settings | None = None, holder: EngineHolder | None = None) -> FastAPI:
+    """Build the app. Nothing heavy happens here: the model and index load in the lifespan.
+
+    ``holder`` lets tests serve a prepared engine (the lifespan then loads nothing).
+    """
+    active = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        active = settings or get_settings()
-        app.state.recommender = load_recommender(active.index_dir, expected_model_name(active))
-        logger.info("serving %d publications from %s", len(app.state.recommender), active.index_dir)
-        yield
+        if app.state.holder is None:
+            encoder = await run_in_threadpool(open_encoder, active) if active.load_model else None
+            app.state.holder = EngineHolder(active.index_dir, expected_model_name(active), encoder)
+            await run_in_threadpool(app.state.holder.try_load)
+        if active.watch:
+            app.state.holder.start_watching(active.watch_interval)
+        try:
+            yield
+        finally:
+            app.state.holder.stop_watching()
 
-    app = FastAPI(title="Related-content engine", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Related-content engine",
+        version="0.2.0",
+        summary="Ranked related publications across languages for a think tank's website and CMS.",
+        lifespan=lifespan,
+    )
+    app.state.holder = holder
+    register_error_handlers(app)
+    install_middleware(app, lambda: app.state.holder, active.cache_max_age, active.max_body_bytes)
+    if active.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=active.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "If-None-Match"],
+            expose_headers=["ETag"],
+        )
+
+    admin = require_admin(active)
+    not_found = {404: {"model": ErrorResponse, "description": "unknown publication id"}}
+    unavailable = {503: {"model": ErrorResponse, "description": "no index loaded yet"}}
 
     @app.get("/health", response_model=HealthResponse)
-    def health(recommender: Annotated[Recommender, Depends(get_recommender)]) -> HealthResponse:
-        """Liveness, and which index is in service."""
+    def health() -> HealthResponse:
+        """Liveness: the process answers (the index may still be loading; see /ready)."""
+        return HealthResponse(status="ok")
+
+    @app.get("/ready", response_model=ReadyResponse, responses=unavailable)
+    def ready(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReadyResponse:
+        """Readiness: the index in service, its size, model and build."""
+        recommender = holder.current
         manifest = recommender.manifest
-        return HealthResponse(
-            status="ok",
+        return ReadyResponse(
+            status="ready",
             publications=len(recommender),
+            translation_groups=recommender.group_count,
             model=manifest.get("model", ""),
             build_id=manifest.get("build_id"),
             build_time=manifest.get("build_time"),
+            loaded_at=holder.loaded_at,
+            catalog_hash=manifest.get("catalog_hash"),
+            overrides=recommender.overrides.version,
+            text_queries=recommender.encoder is not None,
         )
 
     @app.get(
-        "/publications/{publication_id}/related",
+        "/publications/{publication_id:path}/related",
         response_model=RelatedResponse,
-        responses={404: {"model": ErrorResponse, "description": "unknown publication id"}},
+        responses={**not_found, **unavailable},
     )
     def related(
         publication_id: str,
         recommender: Annotated[Recommender, Depends(get_recommender)],
-        k: Annotated[int, Query(ge=1, le=100, description="number of items")] = 10,
-        include_translations: Annotated[bool, Query(description="keep other language versions")] = False,
-        language: Annotated[list[str] | None, Query(description="keep only these languages")] = None,
-        types: Annotated[list[str] | None, Query(alias="type", description="keep only these types")] = None,
+        query: Annotated[RelatedQuery, Depends(related_query)],
     ) -> RelatedResponse:
         """Publications related to ``publication_id``, across languages, best first."""
+        return _related_response(publication_id, recommender, query, recommender.recommend(publication_id, query))
+
+    @app.post(
+        "/related",
+        response_model=RelatedResponse,
+        responses={**not_found, **unavailable, 413: {"model": ErrorResponse, "description": "text over the limit"}},
+    )
+    def related_to_draft(
+        body: RelatedRequest,
+        recommender: Annotated[Recommender, Depends(get_recommender)],
+        query: Annotated[RelatedQuery, Depends(related_query)],
+    ) -> RelatedResponse:
+        """Related publications for a draft (title/abstract) and/or example ids (like/unlike).
+
+        Filters are the query parameters of ``GET /publications/{id}/related``.
+        """
+        text = (body.title, body.abstract) if (body.title.strip() or body.abstract.strip()) else None
+        if body.like or body.unlike:
+            result = recommender.recommend_examples(body.like, body.unlike, query, text=text)
+        else:
+            result = recommender.recommend_text(body.title, body.abstract, body.language, query)
+        return _related_response(None, recommender, query, result)
+
+    @app.get(
+        "/publications/{publication_id:path}", response_model=PublicationOut, responses={**not_found, **unavailable}
+    )
+    def publication(
+        publication_id: str, recommender: Annotated[Recommender, Depends(get_recommender)]
+    ) -> PublicationOut:
+        """One catalog record, with its other language versions."""
+        record = recommender.get(publication_id)
+        return PublicationOut(
+            **{**asdict(record), "translations": [asdict(t) for t in recommender.translations(publication_id)]}
+        )
+
+    @app.get("/publications", response_model=BrowseResponse, responses=unavailable)
+    def publications(
+        recommender: Annotated[Recommender, Depends(get_recommender)],
+        query: Annotated[str | None, Query(max_length=200, description="words that must all be in the title")] = None,
+        language: Annotated[list[str] | None, Query(description="keep these languages (repeatable)")] = None,
+        types: Annotated[list[str] | None, Query(alias="type", description="keep these types (repeatable)")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    ) -> BrowseResponse:
+        """Browse the catalog, newest first, with a simple accent-insensitive title search."""
+        page = browse(
+            recommender.publications.values(),
+            query=query,
+            languages=language or (),
+            types=types or (),
+            limit=limit,
+            offset=offset,
+        )
+        items = [
+            PublicationSummary(**{k: v for k, v in asdict(p).items() if k in PublicationSummary.model_fields})
+            for p in page.items
+        ]
+        return BrowseResponse(total=page.total, offset=offset, limit=limit, items=items)
+
+    @app.post(
+        "/admin/reload",
+        response_model=ReloadResponse,
+        responses={
+            401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
+            403: {"model": ErrorResponse, "description": "admin endpoints disabled (no token configured)"},
+            409: {"model": ErrorResponse, "description": "the new index was refused; the old one is still served"},
+        },
+        dependencies=[Depends(admin)],
+    )
+    async def reload(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReloadResponse:
+        """Load the index folder's current build in the background and swap it in atomically."""
         try:
-            items = recommender.related(
-                publication_id, k, include_translations=include_translations, languages=language, types=types
-            )
-        except UnknownPublicationError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
-        return RelatedResponse(id=publication_id, items=[asdict(item) for item in items])
+            report = await run_in_threadpool(holder.reload)
+        except ReloadError as exc:
+            raise HTTPException(409, detail=f"reload refused, the previous index is still served: {exc}") from None
+        return ReloadResponse(**{**asdict(report), "warnings": list(report.warnings)})
 
     return app
 
 
-def get_recommender(request: Request) -> Recommender:
-    """Dependency: the recommender loaded at startup (tests override it)."""
-    return request.app.state.recommender
+def get_holder(request: Request) -> EngineHolder:
+    """Dependency: the engine holder created in the lifespan (or given to :func:`create_app`)."""
+    return request.app.state.holder
+
+
+def get_recommender(holder: Annotated[EngineHolder, Depends(get_holder)]) -> Recommender:
+    """Dependency: the recommender in service for this whole request (a reload cannot swap it mid-request)."""
+    return holder.current
+
+
+def related_query(
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="items per page")] = 10,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip (pagination)")] = 0,
+    language: Annotated[list[str] | None, Query(description="keep only these languages (repeatable)")] = None,
+    language_policy: Annotated[
+        Literal["any", "same", "prefer"],
+        Query(description="any; same = only the query's language; prefer = the query's language first"),
+    ] = "any",
+    types: Annotated[list[str] | None, Query(alias="type", description="keep only these types (repeatable)")] = None,
+    exclude_type: Annotated[list[str] | None, Query(description="drop these types (repeatable)")] = None,
+    published_after: Annotated[dt.date | None, Query(description="on or after this date")] = None,
+    published_before: Annotated[dt.date | None, Query(description="on or before this date")] = None,
+    include_translations: Annotated[bool, Query(description="keep the query's other language versions")] = False,
+    diversity: Annotated[float, Query(ge=0, le=1, description="MMR trade-off; 0 = off, 1 = novelty only")] = 0.0,
+    min_score: Annotated[float | None, Query(ge=-1, le=1, description="drop items below this similarity")] = None,
+    min_results: Annotated[int, Query(ge=0, le=MAX_K, description="keep at least this many despite min_score")] = 0,
+    explain: Annotated[bool, Query(description="add shared topics, authors, terms and score parts")] = False,
+) -> RelatedQuery:
+    """Dependency: the related-items query parameters, shared by GET and POST."""
+    return RelatedQuery(
+        k=k,
+        offset=offset,
+        languages=tuple(language or ()),
+        language_policy=language_policy,
+        types=tuple(types or ()),
+        exclude_types=tuple(exclude_type or ()),
+        published_after=published_after.isoformat() if published_after else None,
+        published_before=published_before.isoformat() if published_before else None,
+        include_translations=include_translations,
+        diversity=diversity,
+        min_score=min_score,
+        min_results=min_results,
+        explain=explain,
+    )
+
+
+def require_admin(settings: Settings) -> Callable[..., None]:
+    """Dependency factory: a bearer token from settings, compared in constant time; no token = disabled."""
+
+    def check(authorization: Annotated[str | None, Header()] = None) -> None:
+        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+        if not token:
+            raise HTTPException(status_code=403, detail="admin endpoints are disabled: set RCE_ADMIN_TOKEN to enable")
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(
+                status_code=401, detail="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    return check
+
+
+def _related_response(
+    publication_id: str | None, recommender: Recommender, query: RelatedQuery, result: RelatedResult
+) -> RelatedResponse:
+    return RelatedResponse(
+        id=publication_id,
+        build_id=recommender.manifest.get("build_id"),
+        offset=query.offset,
+        k=query.k,
+        items=[asdict(item) for item in result.items],
+        reason=result.reason,
+    )

@@ -1,8 +1,29 @@
-"""Response models of the HTTP API."""
+"""Request and response models of the HTTP API."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
+
+
+class TranslationOut(BaseModel):
+    """Another language version of a publication."""
+
+    id: str
+    language: str | None
+
+
+class ExplanationOut(BaseModel):
+    """Why an item is related, and the parts of its position (``explain=true``)."""
+
+    shared_topics: list[str]
+    shared_authors: list[str]
+    shared_terms: list[str] = Field(description="telling words both texts contain (rarest first)")
+    similarity: float = Field(description="cosine similarity to the query")
+    redundancy: float = Field(description="max cosine to the items ranked above (what diversity penalises)")
+    pinned: bool = Field(description="placed by an editorial pin")
+    same_language: bool | None = Field(description="in the query's language (null when it is unknown)")
 
 
 class RelatedItemOut(BaseModel):
@@ -14,28 +35,106 @@ class RelatedItemOut(BaseModel):
     type: str | None
     published: str | None = Field(description="ISO date YYYY-MM-DD")
     url: str | None
-    score: float = Field(description="cosine similarity to the query publication")
-    rank: int = Field(ge=1)
+    authors: list[str]
+    score: float = Field(description="cosine similarity to the query")
+    rank: int = Field(ge=1, description="position in the whole list (offset + 1 for the first of a page)")
+    is_translation: bool = Field(description="a language version of the query publication itself")
+    translations: list[TranslationOut] = Field(description="the other language versions of this item")
+    pinned: bool
+    explanation: ExplanationOut | None = None
 
 
 class RelatedResponse(BaseModel):
-    """Related items for one publication."""
+    """A page of related items."""
+
+    id: str | None = Field(description="the query publication, null for a free-text or example query")
+    build_id: str | None
+    offset: int
+    k: int
+    items: list[RelatedItemOut]
+    reason: str | None = Field(default=None, description="why the list is empty")
+
+
+class RelatedRequest(BaseModel):
+    """A query that is not one catalog item: a draft's text, and/or example ids."""
+
+    title: str = Field(default="", description="draft title (at most 1,000 characters, else 413)")
+    abstract: str = Field(default="", description="draft abstract (at most 20,000 characters, else 413)")
+    language: str | None = Field(default=None, description="language of the draft, for language_policy")
+    like: list[str] = Field(default_factory=list, description="ids of publications to find more of (at most 50)")
+    unlike: list[str] = Field(default_factory=list, description="ids of publications to move away from (at most 50)")
+
+
+class PublicationOut(BaseModel):
+    """A catalog record."""
 
     id: str
-    items: list[RelatedItemOut]
+    title: str
+    abstract: str
+    language: str | None
+    type: str | None
+    authors: list[str]
+    published: str | None
+    url: str | None
+    topics: list[str]
+    group: str | None
+    translations: list[TranslationOut]
+    metadata: dict[str, Any]
+
+
+class PublicationSummary(BaseModel):
+    """A catalog entry in a browse list."""
+
+    id: str
+    title: str
+    language: str | None
+    type: str | None
+    published: str | None
+    url: str | None
+    authors: list[str]
+
+
+class BrowseResponse(BaseModel):
+    """A page of catalog entries."""
+
+    total: int = Field(description="all matches, not only this page")
+    offset: int
+    limit: int
+    items: list[PublicationSummary]
 
 
 class HealthResponse(BaseModel):
-    """Liveness plus a summary of the index in service."""
+    """Liveness."""
+
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    """The index in service."""
 
     status: str
     publications: int
+    translation_groups: int
     model: str
     build_id: str | None
     build_time: str | None
+    loaded_at: str | None
+    catalog_hash: str | None
+    overrides: str = Field(description="content hash of overrides.json ('none' without one)")
+    text_queries: bool = Field(description="whether POST /related accepts free text (model loaded)")
+
+
+class ReloadResponse(BaseModel):
+    """Outcome of POST /admin/reload."""
+
+    build_id: str | None
+    previous_build_id: str | None
+    publications: int
+    changed: bool
+    warnings: list[str]
 
 
 class ErrorResponse(BaseModel):
-    """Error body (FastAPI's ``detail``)."""
+    """Error body."""
 
     detail: str

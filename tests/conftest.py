@@ -26,11 +26,20 @@ def shared_file(*parts: str) -> Path:
 
 # A small catalog in which rankings can be worked out by hand (see tests/fakes.py).
 SMALL_CATALOG = [
-    pub("t1-en", "trade trade finance", group="g-t1", topics=["trade"], published="2024-01-01"),
+    pub(
+        "t1-en", "trade trade finance", group="g-t1", topics=["trade"], published="2024-01-01", authors=["Amal Idrissi"]
+    ),
     pub("t1-fr", "trade trade finance", language="fr", group="g-t1", topics=["trade"]),
-    pub("t2", "trade finance finance", type="op-ed", topics=["trade", "finance"]),
-    pub("t3", "trade", language="ar", type="podcast", topics=["trade"]),
-    pub("c1", "climate water", topics=["climate"]),
+    pub(
+        "t2",
+        "trade finance finance",
+        type="op-ed",
+        topics=["trade", "finance"],
+        published="2023-06-01",
+        authors=["Amal Idrissi", "Jean Martin"],
+    ),
+    pub("t3", "trade", language="ar", type="podcast", topics=["trade"], published="2022-01-15"),
+    pub("c1", "climate water", topics=["climate"], published="2024-05-05", title="Climat et eau : l'été"),
     pub("c2", "climate climate water", language="fr", topics=["climate"]),
     pub("w1", "water", language="ar", topics=["water"]),
     pub("m1", "migration security", topics=["migration"]),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import UnknownPublicationError, load_recommender
+from engine import InvalidQueryError, UnknownPublicationError, load_recommender
 
 
 def test_related_excludes_itself_and_its_translations(small_index: Path) -> None:
@@ -51,5 +51,5 @@ def test_unknown_id_and_bad_k(small_index: Path) -> None:
     recommender = load_recommender(small_index)
     with pytest.raises(UnknownPublicationError, match="publication 'nope' not found"):
         recommender.related("nope")
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(InvalidQueryError, match="invalid k: must be between 1 and 100, got 0"):
         recommender.related("t1-en", k=0)

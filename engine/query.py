@@ -1,0 +1,116 @@
+"""What a caller may ask of a related-items query: filters, policies and re-ranking options, validated."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from engine.catalog import Publication
+
+LanguagePolicy = Literal["any", "same", "prefer"]
+LANGUAGE_POLICIES: tuple[str, ...] = ("any", "same", "prefer")
+MAX_K = 100
+MAX_OFFSET = 10_000
+
+
+class InvalidQueryError(ValueError):
+    """A query option out of range; ``parameter`` names it for the caller (HTTP maps it to 422)."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        self.parameter = parameter
+        self.message = message
+        super().__init__(f"invalid {parameter}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedQuery:
+    """Options of one related-items request. Construct it, then call :meth:`validated`.
+
+    Dates are inclusive ISO ``YYYY-MM-DD`` bounds; an item without a date fails any date filter.
+    ``diversity`` is the MMR trade-off: 0 ranks by similarity alone, 1 by novelty alone.
+    ``min_score`` drops items below a cosine similarity, but at least ``min_results`` items are kept.
+    """
+
+    k: int = 10
+    offset: int = 0
+    languages: tuple[str, ...] = ()
+    language_policy: LanguagePolicy = "any"
+    types: tuple[str, ...] = ()
+    exclude_types: tuple[str, ...] = ()
+    published_after: str | None = None
+    published_before: str | None = None
+    include_translations: bool = False
+    diversity: float = 0.0
+    min_score: float | None = None
+    min_results: int = 0
+    explain: bool = False
+    exclude_languages: tuple[str, ...] = field(default=())
+
+    def validated(self) -> RelatedQuery:
+        """A normalised copy if every option is in range, else :class:`InvalidQueryError` naming the option."""
+        if not 1 <= self.k <= MAX_K:
+            raise InvalidQueryError("k", f"must be between 1 and {MAX_K}, got {self.k}")
+        if not 0 <= self.offset <= MAX_OFFSET:
+            raise InvalidQueryError("offset", f"must be between 0 and {MAX_OFFSET}, got {self.offset}")
+        if self.language_policy not in LANGUAGE_POLICIES:
+            raise InvalidQueryError(
+                "language_policy", f"must be one of {LANGUAGE_POLICIES}, got {self.language_policy!r}"
+            )
+        if not 0.0 <= self.diversity <= 1.0:
+            raise InvalidQueryError("diversity", f"must be between 0 and 1, got {self.diversity}")
+        if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
+            raise InvalidQueryError("min_score", f"must be a cosine similarity between -1 and 1, got {self.min_score}")
+        if not 0 <= self.min_results <= MAX_K:
+            raise InvalidQueryError("min_results", f"must be between 0 and {MAX_K}, got {self.min_results}")
+        after = _date("published_after", self.published_after)
+        before = _date("published_before", self.published_before)
+        if after and before and after > before:
+            raise InvalidQueryError("published_after", f"{after} is later than published_before {before}")
+        # Normalised to YYYY-MM-DD, so they compare as strings with catalog dates.
+        return replace(
+            self,
+            published_after=after.isoformat() if after else None,
+            published_before=before.isoformat() if before else None,
+        )
+
+    def accepts(self, publication: Publication) -> bool:
+        """Whether ``publication`` passes the hard filters (languages, types, dates)."""
+        if self.languages and publication.language not in self.languages:
+            return False
+        if publication.language in self.exclude_languages:
+            return False
+        if self.types and publication.type not in self.types:
+            return False
+        if publication.type is not None and publication.type in self.exclude_types:
+            return False
+        if self.published_after or self.published_before:
+            if publication.published is None:
+                return False
+            if self.published_after and publication.published < self.published_after:
+                return False
+            if self.published_before and publication.published > self.published_before:
+                return False
+        return True
+
+    def describe_filters(self) -> str:
+        """The active filters, for an empty result's ``reason``."""
+        parts = []
+        for name in ("languages", "types", "exclude_types", "exclude_languages"):
+            if getattr(self, name):
+                parts.append(f"{name}={list(getattr(self, name))}")
+        for name in ("published_after", "published_before", "min_score"):
+            if getattr(self, name) is not None:
+                parts.append(f"{name}={getattr(self, name)}")
+        if self.language_policy == "same":
+            parts.append("language_policy=same")
+        return ", ".join(parts) or "no filters"
+
+
+def _date(parameter: str, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidQueryError(parameter, f"{value!r} is not a date YYYY-MM-DD") from None

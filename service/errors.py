@@ -1,0 +1,36 @@
+"""Domain errors -> HTTP errors, in one place, so routes stay one engine call each."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from engine import InvalidQueryError, UnknownPublicationError
+from engine.recommend import EncoderUnavailableError, TextTooLongError
+from engine.runtime import NotReadyError
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    """Map engine exceptions to status codes with a fixed ``detail`` shape."""
+
+    @app.exception_handler(UnknownPublicationError)
+    async def unknown(_: Request, exc: UnknownPublicationError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(InvalidQueryError)
+    async def invalid(_: Request, exc: InvalidQueryError) -> JSONResponse:
+        # Same shape as FastAPI's own 422s, so clients parse one format.
+        error = {"type": "value_error", "loc": ["query", exc.parameter], "msg": exc.message, "input": None}
+        return JSONResponse({"detail": [error]}, status_code=422)
+
+    @app.exception_handler(TextTooLongError)
+    async def too_long(_: Request, exc: TextTooLongError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(NotReadyError)
+    async def not_ready(_: Request, exc: NotReadyError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(EncoderUnavailableError)
+    async def no_model(_: Request, exc: EncoderUnavailableError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)

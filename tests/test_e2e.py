@@ -1,0 +1,164 @@
+"""End to end: scripts/serve.py as a real process with the real model, reloaded while it serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine import EmbeddingCache, build_index
+from tests.conftest import DEMO_CATALOG, PROJECT_ROOT
+
+pytestmark = pytest.mark.model
+SEED = "pcns-plan-b-like-minded-internationalism"
+TOKEN = "e2e-token"
+NEW_ITEM = {
+    "id": "e2e-like-minded-coalitions-development",
+    "title": "Like-Minded Internationalism: Coalitions of Countries for Global Development",
+    "abstract": (
+        "As the post-1945 multilateral system fragments and the United States withdraws from the Sustainable "
+        "Development Goals, coalitions of like-minded countries offer a plan B for global development "
+        "cooperation, climate action and global public goods, beyond universal consensus."
+    ),
+    "language": "en",
+    "type": "policy-brief",
+    "published": "2025-07-01",
+    "topics": ["multilateralism", "development-finance"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """scripts/serve.py in a subprocess on a free port."""
+
+    def __init__(self, index_dir: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "scripts/serve.py",
+                "--index-dir",
+                str(index_dir),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "RCE_ADMIN_TOKEN": TOKEN, "RCE_WATCH_INTERVAL": "0.2"},
+        )
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None:
+                pytest.fail(f"serve.py exited with code {self.process.returncode}")
+            time.sleep(0.2)
+        pytest.fail("serve.py did not become ready in time")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+class RequestLoop(threading.Thread):
+    """Sends related-items requests back to back and counts the outcomes."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(daemon=True)
+        self.base = base
+        self.outcomes: Counter[str] = Counter()
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            while not self.stop_event.is_set():
+                try:
+                    response = client.get(f"/publications/{SEED}/related", params={"k": 10})
+                    ok = response.status_code == 200 and len(response.json()["items"]) == 10
+                    self.outcomes["ok" if ok else f"status {response.status_code}"] += 1
+                except httpx.HTTPError as exc:
+                    self.outcomes[type(exc).__name__] += 1
+
+    def finish(self) -> Counter[str]:
+        self.stop_event.set()
+        self.join(timeout=30)
+        return self.outcomes
+
+
+def rebuild_with_new_item(tmp_path: Path, index_dir: Path, encoder, cache: EmbeddingCache) -> None:
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps(NEW_ITEM) + "\n", encoding="utf-8")
+    report = build_index([DEMO_CATALOG, extra], index_dir, encoder, cache=cache)
+    assert report.encoded == 1  # everything else came from the cache
+
+
+def test_reload_under_load_serves_the_new_item_without_a_failed_request(tmp_path: Path, real_encoder) -> None:
+    index_dir = tmp_path / "index"
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    build_index([DEMO_CATALOG], index_dir, real_encoder, cache=cache)
+    server = Server(index_dir)
+    try:
+        server.wait_ready()
+        before = httpx.get(f"{server.base}/ready").json()
+        assert httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code == 404
+        loop = RequestLoop(server.base)
+        loop.start()
+        time.sleep(0.5)
+        rebuild_with_new_item(tmp_path, index_dir, real_encoder, cache)
+        denied = httpx.post(f"{server.base}/admin/reload")
+        assert denied.status_code == 401
+        reload = httpx.post(f"{server.base}/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        assert reload.status_code == 200, reload.text
+        assert reload.json()["previous_build_id"] == before["build_id"] and reload.json()["publications"] == 137
+        time.sleep(0.5)
+        outcomes = loop.finish()
+        assert set(outcomes) == {"ok"} and outcomes["ok"] >= 20, outcomes
+
+        assert httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").json()["title"] == NEW_ITEM["title"]
+        related = httpx.get(f"{server.base}/publications/{SEED}/related", params={"k": 10}).json()
+        assert NEW_ITEM["id"] in [item["id"] for item in related["items"]]
+        draft = httpx.post(f"{server.base}/related?k=3", json={"title": NEW_ITEM["title"], "language": "en"}).json()
+        assert draft["items"][0]["id"] == NEW_ITEM["id"]  # free text goes through the real model
+    finally:
+        server.stop()
+
+
+def test_watch_reloads_a_new_build_by_itself(tmp_path: Path, real_encoder) -> None:
+    index_dir = tmp_path / "index"
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    build_index([DEMO_CATALOG], index_dir, real_encoder, cache=cache)
+    server = Server(index_dir, "--watch", "--no-model")
+    try:
+        server.wait_ready()
+        rebuild_with_new_item(tmp_path, index_dir, real_encoder, cache)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code != 200:
+            assert time.monotonic() < deadline, "the watcher did not pick up the new build"
+            time.sleep(0.2)
+        assert httpx.get(f"{server.base}/ready").json()["publications"] == 137
+        # without a model, free-text queries are refused clearly
+        assert httpx.post(f"{server.base}/related", json={"title": "x"}).status_code == 503
+    finally:
+        server.stop()
