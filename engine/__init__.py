@@ -6,8 +6,9 @@ from typing import Any
 from engine.build import BuildReport, build_index, resolve_build
 from engine.catalog import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
 from engine.embed import EmbeddingCache, Encoder, SentenceTransformerEncoder, encode_cached, encode_documents
-from engine.evaluate import evaluate_recommender, evaluate_run
+from engine.evaluate import EngineRanker, evaluate_recommender, evaluate_system
 from engine.index import IndexLoadError, VectorIndex
+from engine.metrics import evaluate_run
 from engine.models import ModelNotPreparedError, check_prepared, prepare_model, read_manifest
 from engine.query import InvalidQueryError, RelatedQuery
 from engine.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError, load_recommender
@@ -21,6 +22,7 @@ __all__ = [
     "EmbeddingCache",
     "Encoder",
     "EngineHolder",
+    "EngineRanker",
     "IndexLoadError",
     "InvalidQueryError",
     "LoadResult",
@@ -44,6 +46,7 @@ __all__ = [
     "encode_documents",
     "evaluate_recommender",
     "evaluate_run",
+    "evaluate_system",
     "expected_model_name",
     "get_settings",
     "load_catalog",

@@ -1,161 +1,169 @@
-"""Ranking-quality metrics as pure functions on plain dicts, relevance judgments, and the evaluation runner.
-
-Conventions follow trec_eval: graded relevance with linear gain in nDCG; MRR, recall and AP count any
-grade > 0 as relevant; AP@k divides by the number of relevant items (as trec_eval's ``map_cut``).
-"""
+"""The evaluation runner: any ranker (the engine or a baseline), every item as a query, metrics overall,
+cross-lingual and per language pair, plus language bias, intra-list similarity and coverage."""
 
 from __future__ import annotations
 
-import csv
-import math
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from engine.catalog import Publication
+from engine.metrics import Qrels, Run, evaluate_run, judgments_for, restrict_qrels
 from engine.recommend import Recommender
 
-Qrels = dict[str, dict[str, int]]
-Run = dict[str, list[str]]
+
+class Ranker(Protocol):
+    """Anything that ranks catalog items for a catalog item."""
+
+    name: str
+
+    def rank(
+        self,
+        query_id: str,
+        k: int,
+        *,
+        include_translations: bool,
+        languages: Collection[str] | None = None,
+        exclude_languages: Collection[str] | None = None,
+    ) -> list[str]:
+        """Ids of the best ``k`` items for ``query_id`` (never the query itself)."""
+        ...
 
 
-def ndcg_at_k(ranking: Sequence[str], judgments: Mapping[str, int], k: int) -> float:
-    """Normalised discounted cumulative gain of the first ``k`` ids (gain = grade, discount log2(rank+1))."""
-    dcg = sum(judgments.get(doc, 0) / math.log2(rank + 1) for rank, doc in enumerate(ranking[:k], start=1))
-    ideal = sorted((g for g in judgments.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(rank + 1) for rank, g in enumerate(ideal, start=1))
-    return dcg / idcg if idcg > 0 else 0.0
+class EngineRanker:
+    """The engine's own ranking path (``Recommender.related``), as a :class:`Ranker`."""
+
+    def __init__(self, recommender: Recommender, name: str = "engine", **options: object) -> None:
+        self.recommender = recommender
+        self.name = name
+        self.options = options
+
+    def rank(
+        self,
+        query_id: str,
+        k: int,
+        *,
+        include_translations: bool,
+        languages: Collection[str] | None = None,
+        exclude_languages: Collection[str] | None = None,
+    ) -> list[str]:
+        items = self.recommender.related(
+            query_id,
+            k,
+            include_translations=include_translations,
+            languages=languages,
+            exclude_languages=exclude_languages,
+            **self.options,
+        )
+        return [item.id for item in items]
 
 
-def reciprocal_rank_at_k(ranking: Sequence[str], judgments: Mapping[str, int], k: int) -> float:
-    """1 / rank of the first relevant id within the first ``k``, else 0."""
-    for rank, doc in enumerate(ranking[:k], start=1):
-        if judgments.get(doc, 0) > 0:
-            return 1.0 / rank
-    return 0.0
+@dataclass(slots=True)
+class SystemReport:
+    """Everything measured for one system on one data set."""
+
+    system: str
+    overall: dict[str, float]
+    cross_lingual: dict[str, float]
+    pairs: dict[str, dict[str, float]] = field(default_factory=dict)  # "en->fr" -> metrics
+    language_bias: float = 0.0
+    intra_list_similarity: float = 0.0
+    coverage: float = 0.0
 
 
-def recall_at_k(ranking: Sequence[str], judgments: Mapping[str, int], k: int) -> float:
-    """Share of the relevant ids found in the first ``k``."""
-    relevant = {doc for doc, grade in judgments.items() if grade > 0}
-    if not relevant:
-        return 0.0
-    return len(relevant.intersection(ranking[:k])) / len(relevant)
+def make_run(
+    ranker: Ranker,
+    queries: Collection[str],
+    k: int,
+    *,
+    include_translations: bool,
+    language_of: dict[str, str | None],
+    cross_lingual: bool = False,
+    only_language: str | None = None,
+) -> Run:
+    """Rank every query; optionally only results in other languages, or in one language."""
+    run: Run = {}
+    for query in queries:
+        exclude = [language_of[query]] if cross_lingual and language_of[query] else None
+        languages = [only_language] if only_language else None
+        run[query] = ranker.rank(
+            query, k, include_translations=include_translations, languages=languages, exclude_languages=exclude
+        )
+    return run
 
 
-def average_precision_at_k(ranking: Sequence[str], judgments: Mapping[str, int], k: int) -> float:
-    """Sum of precision at each relevant hit within the first ``k``, divided by the number of relevant ids."""
-    relevant = {doc for doc, grade in judgments.items() if grade > 0}
-    if not relevant:
-        return 0.0
-    hits, total = 0, 0.0
-    for rank, doc in enumerate(ranking[:k], start=1):
-        if doc in relevant:
-            hits += 1
-            total += hits / rank
-    return total / len(relevant)
+def evaluate_system(
+    ranker: Ranker,
+    publications: Sequence[Publication],
+    *,
+    relevance: str = "topics",
+    qrels_path: Path | None = None,
+    k: int = 10,
+    vectors: dict[str, np.ndarray] | None = None,
+    pairs: bool = True,
+) -> SystemReport:
+    """Measure one ranker: overall, cross-lingual only, per language pair, bias, diversity, coverage.
 
-
-def precision_at_k(ranking: Sequence[str], judgments: Mapping[str, int], k: int) -> float:
-    """Share of the first ``k`` positions holding a relevant id."""
-    return sum(1 for doc in ranking[:k] if judgments.get(doc, 0) > 0) / k
-
-
-def evaluate_run(run: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]], k: int) -> dict[str, float]:
-    """Mean nDCG@k, MRR@k, recall@k, MAP@k and P@1 over the queries that have at least one relevant id.
-
-    Keys: ``ndcg@k``, ``mrr@k``, ``recall@k``, ``map@k``, ``p@1``, ``n_queries``.
+    ``vectors`` (id -> unit vector, the same for every system) measure intra-list similarity.
     """
-    metrics = {
-        f"ndcg@{k}": ndcg_at_k,
-        f"mrr@{k}": reciprocal_rank_at_k,
-        f"recall@{k}": recall_at_k,
-        f"map@{k}": average_precision_at_k,
-    }
-    totals: dict[str, float] = defaultdict(float)
-    n = 0
-    for query, judgments in qrels.items():
-        if not any(grade > 0 for grade in judgments.values()):
+    qrels = judgments_for(publications, relevance, qrels_path)
+    language_of = {p.id: p.language for p in publications}
+    queries = [q for q in qrels if q in language_of and any(g > 0 for g in qrels[q].values())]
+    include = relevance == "group" and qrels_path is None
+    run = make_run(ranker, queries, k, include_translations=include, language_of=language_of)
+    overall = evaluate_run(run, qrels, k)
+    cross_qrels = restrict_qrels(qrels, language_of, cross_lingual=True)
+    cross_run = make_run(ranker, queries, k, include_translations=include, language_of=language_of, cross_lingual=True)
+    report = SystemReport(ranker.name, overall, evaluate_run(cross_run, cross_qrels, k))
+    if pairs:
+        report.pairs = _pair_metrics(ranker, queries, qrels, k, include, language_of)
+    report.language_bias = language_bias(run, language_of)
+    report.coverage = len({doc for docs in run.values() for doc in docs}) / max(1, len(publications))
+    if vectors is not None:
+        report.intra_list_similarity = intra_list_similarity(run, vectors)
+    return report
+
+
+def _pair_metrics(
+    ranker: Ranker, queries: Sequence[str], qrels: Qrels, k: int, include: bool, language_of: dict[str, str | None]
+) -> dict[str, dict[str, float]]:
+    languages = sorted({language_of[q] for q in language_of if language_of[q]})
+    result: dict[str, dict[str, float]] = {}
+    for source, target in itertools.product(languages, repeat=2):
+        pair_queries = [q for q in queries if language_of[q] == source]
+        pair_qrels = {q: {d: g for d, g in qrels[q].items() if language_of.get(d) == target} for q in pair_queries}
+        pair_queries = [q for q in pair_queries if any(g > 0 for g in pair_qrels[q].values())]
+        if not pair_queries:
             continue
-        ranking = list(run.get(query, []))
-        n += 1
-        for name, metric in metrics.items():
-            totals[name] += metric(ranking, judgments, k)
-        totals["p@1"] += precision_at_k(ranking, judgments, 1)
-    result = {name: (totals[name] / n if n else 0.0) for name in [*metrics, "p@1"]}
-    result["n_queries"] = n
+        run = make_run(
+            ranker, pair_queries, k, include_translations=include, language_of=language_of, only_language=target
+        )
+        result[f"{source}->{target}"] = evaluate_run(run, pair_qrels, k)
     return result
 
 
-def topic_qrels(publications: Iterable[Publication], languages: Iterable[str] | None = None) -> Qrels:
-    """Relevant = shares a topic with the query and is outside its translation group.
-
-    With ``languages`` given per query (cross-lingual evaluation), see :func:`restrict_qrels`.
-    """
-    items = list(publications)
-    by_topic: dict[str, set[str]] = defaultdict(set)
-    for p in items:
-        for topic in p.topics:
-            by_topic[topic].add(p.id)
-    group_of = {p.id: p.group for p in items}
-    qrels: Qrels = {}
-    for p in items:
-        related = set().union(*(by_topic[t] for t in p.topics)) if p.topics else set()
-        qrels[p.id] = {doc: 1 for doc in related if doc != p.id and (p.group is None or group_of[doc] != p.group)}
-    return qrels
+def language_bias(run: Run, language_of: dict[str, str | None]) -> float:
+    """Mean share of each list's items in the query's own language (an unbiased ranker over L equally
+    represented languages gets about 1/L)."""
+    shares = [sum(language_of.get(d) == language_of[q] for d in docs) / len(docs) for q, docs in run.items() if docs]
+    return float(np.mean(shares)) if shares else 0.0
 
 
-def group_qrels(publications: Iterable[Publication]) -> Qrels:
-    """Relevant = another language version of the query (same translation ``group``)."""
-    members: dict[str, list[str]] = defaultdict(list)
-    items = list(publications)
-    for p in items:
-        if p.group:
-            members[p.group].append(p.id)
-    return {p.id: {doc: 1 for doc in members[p.group] if doc != p.id} if p.group else {} for p in items}
-
-
-def load_qrels(path: Path) -> Qrels:
-    """Read a BEIR-style TSV (``query-id  corpus-id  score`` with a header line)."""
-    qrels: Qrels = defaultdict(dict)
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
-            raise ValueError(f"{path}: expected the header 'query-id<TAB>corpus-id<TAB>score', got {header}")
-        for number, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                query, doc, score = row[0], row[1], int(row[2])
-            except (IndexError, ValueError):
-                raise ValueError(f"{path}:{number}: expected query-id, corpus-id and an integer score") from None
-            qrels[query][doc] = score
-    return dict(qrels)
-
-
-def restrict_qrels(qrels: Qrels, language_of: Mapping[str, str | None], *, cross_lingual: bool) -> Qrels:
-    """With ``cross_lingual``, keep only judgments on items in a language other than the query's."""
-    if not cross_lingual:
-        return qrels
-    return {
-        query: {doc: g for doc, g in judged.items() if language_of.get(doc) != language_of.get(query)}
-        for query, judged in qrels.items()
-    }
-
-
-RELEVANCE_KINDS = ("topics", "group")
-
-
-def judgments_for(publications: Sequence[Publication], relevance: str, qrels_path: Path | None = None) -> Qrels:
-    """Judgments from a qrels file if given, else derived from the catalog by ``relevance``."""
-    if qrels_path is not None:
-        return load_qrels(qrels_path)
-    if relevance == "topics":
-        return topic_qrels(publications)
-    if relevance == "group":
-        return group_qrels(publications)
-    raise ValueError(f"unknown relevance {relevance!r}; use one of {RELEVANCE_KINDS}")
+def intra_list_similarity(run: Run, vectors: dict[str, np.ndarray]) -> float:
+    """Mean pairwise cosine between the items of each list (lower = more diverse)."""
+    values = []
+    for docs in run.values():
+        if len(docs) < 2:
+            continue
+        matrix = np.stack([vectors[d] for d in docs])
+        sims = matrix @ matrix.T
+        n = len(docs)
+        values.append((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+    return float(np.mean(values)) if values else 0.0
 
 
 def evaluate_recommender(
@@ -166,21 +174,22 @@ def evaluate_recommender(
     k: int = 10,
     cross_lingual_only: bool = False,
 ) -> dict[str, float]:
-    """Rank every judged query with ``recommender.related`` and score the run.
+    """Rank every judged query with the engine and score the run (the figures of ``scripts/evaluate.py``).
 
-    ``group`` relevance keeps translations in the ranking (they are what is looked for); ``cross_lingual_only``
-    ranks and judges only items in a language other than the query's.
+    ``group`` relevance keeps translations in the ranking (they are what is looked for);
+    ``cross_lingual_only`` ranks and judges only items in a language other than the query's.
     """
     publications = list(recommender.publications.values())
     qrels = judgments_for(publications, relevance, qrels_path)
     language_of = {p.id: p.language for p in publications}
     qrels = restrict_qrels(qrels, language_of, cross_lingual=cross_lingual_only)
-    include_translations = relevance == "group" and qrels_path is None
-    run: Run = {}
-    for query in qrels:
-        if query not in recommender.publications:
-            continue
-        excluded = [language_of[query]] if cross_lingual_only and language_of[query] else None
-        items = recommender.related(query, k, include_translations=include_translations, exclude_languages=excluded)
-        run[query] = [item.id for item in items]
+    queries = [q for q in qrels if q in recommender.publications]
+    run = make_run(
+        EngineRanker(recommender),
+        queries,
+        k,
+        include_translations=relevance == "group" and qrels_path is None,
+        language_of=language_of,
+        cross_lingual=cross_lingual_only,
+    )
     return evaluate_run(run, qrels, k)

@@ -15,12 +15,13 @@ import numpy as np
 
 from engine.build import CATALOG_FILE, resolve_build
 from engine.catalog import Publication, load_catalog
-from engine.embed import Encoder, encode_documents, normalize
+from engine.embed import EmbeddingCache, Encoder, encode_cached, encode_documents, normalize
 from engine.explain import TermStatistics, shared_values, terms_of
 from engine.index import IndexLoadError, VectorIndex
 from engine.overrides import Overrides, load_overrides
 from engine.query import InvalidQueryError, RelatedQuery
 from engine.rerank import keep_min_score, mmr_order
+from engine.text import publication_text
 
 # Extra candidates fetched beyond what is needed before filtering; grown when filters remove many.
 _CANDIDATE_MARGIN = 20
@@ -141,6 +142,15 @@ class Recommender:
             if p.group:
                 self._groups[p.group].append(p.id)
         self._terms: TermStatistics | None = None
+
+    @classmethod
+    def from_publications(
+        cls, publications: Sequence[Publication], encoder: Encoder, *, cache: EmbeddingCache | None = None
+    ) -> Recommender:
+        """Encode and index publications in memory (evaluation, comparisons); nothing is written."""
+        vectors, _ = encode_cached(encoder, [publication_text(p) for p in publications], cache)
+        index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
+        return cls(publications, index, {"model": encoder.name, "build_id": "in-memory"}, encoder=encoder)
 
     def __len__(self) -> int:
         return len(self.publications)

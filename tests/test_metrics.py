@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalog import Publication
-from engine.evaluate import (
+from engine.metrics import (
     average_precision_at_k,
     evaluate_run,
     group_qrels,
