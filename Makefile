@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 .PHONY: setup index demo test lint clean
 
 setup: $(VENV)/.installed
-	$(BIN)/python scripts/prepare_model.py
+	$(BIN)/python scripts/prepare_model.py --all
 
 # torch is installed first and pinned: 2.13.0 is the CPU build (a plain `torch` would pull a multi-GB CUDA build).
 $(VENV)/.installed: pyproject.toml

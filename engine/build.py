@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.calibrate import LanguageCalibration
 from engine.catalog import CatalogError, Publication, catalog_hash, load_catalog, write_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached
 from engine.index import VectorIndex
@@ -57,10 +58,12 @@ def build_index(
     cache: EmbeddingCache | None = None,
     skip_invalid: bool = False,
     show_progress: bool = False,
+    calibrate: bool = True,
 ) -> BuildReport:
     """Build an index of the catalogs into a new build folder of ``index_dir`` and make it current.
 
     Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written.
+    ``calibrate`` stores per-language statistics so queries rank by per-language z-scores (engine/calibrate.py).
     """
     started = time.perf_counter()
     loaded = load_catalog(list(catalog_paths), skip_invalid=skip_invalid)
@@ -68,9 +71,13 @@ def build_index(
     if not publications:
         raise CatalogError(str(catalog_paths[0]), 0, "file", "no valid publications; nothing to index")
     texts = [publication_text(p) for p in publications]
-    vectors, encoded = encode_cached(encoder, texts, cache, show_progress=show_progress)
+    languages = [p.language for p in publications]
+    vectors, encoded = encode_cached(encoder, texts, cache, languages=languages, show_progress=show_progress)
     index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
-    build_dir = write_build(index_dir, index, publications, sources=[str(p) for p in catalog_paths])
+    calibration = LanguageCalibration.fit(vectors, languages) if calibrate else None
+    build_dir = write_build(
+        index_dir, index, publications, sources=[str(p) for p in catalog_paths], calibration=calibration
+    )
     return BuildReport(
         items=len(publications),
         encoded=encoded,
@@ -82,12 +89,18 @@ def build_index(
 
 
 def write_build(
-    index_dir: Path, index: VectorIndex, publications: Sequence[Publication], *, sources: Sequence[str] = ()
+    index_dir: Path,
+    index: VectorIndex,
+    publications: Sequence[Publication],
+    *,
+    sources: Sequence[str] = (),
+    calibration: LanguageCalibration | None = None,
 ) -> Path:
     """Save ``index`` and its catalog as a new build and flip ``current`` to it; return the build folder."""
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
-    build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    # Microseconds keep ids in build order even for several builds in one second (pruning sorts by id).
+    build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     staging = builds / f".staging-{build_id}"
     try:
         index.save(
@@ -99,6 +112,8 @@ def write_build(
             },
         )
         write_catalog(publications, staging / CATALOG_FILE)
+        if calibration is not None:
+            calibration.save(staging)
         _fsync_tree(staging)
         final = builds / build_id
         os.replace(staging, final)

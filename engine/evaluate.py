@@ -14,6 +14,7 @@ import numpy as np
 from engine.catalog import Publication
 from engine.metrics import Qrels, Run, evaluate_run, judgments_for, restrict_qrels
 from engine.recommend import Recommender
+from engine.rerank import reciprocal_rank_fusion
 
 
 class Ranker(Protocol):
@@ -193,3 +194,34 @@ def evaluate_recommender(
         cross_lingual=cross_lingual_only,
     )
     return evaluate_run(run, qrels, k)
+
+
+class FusionRanker:
+    """Reciprocal rank fusion of several rankers' lists (e.g. semantic + BM25)."""
+
+    def __init__(self, name: str, rankers: Sequence[Ranker], depth: int = 50, k: int = 60) -> None:
+        self.name = name
+        self.rankers = list(rankers)
+        self.depth = depth
+        self.k = k
+
+    def rank(
+        self,
+        query_id: str,
+        k: int,
+        *,
+        include_translations: bool,
+        languages: Collection[str] | None = None,
+        exclude_languages: Collection[str] | None = None,
+    ) -> list[str]:
+        lists = [
+            r.rank(
+                query_id,
+                max(k, self.depth),
+                include_translations=include_translations,
+                languages=languages,
+                exclude_languages=exclude_languages,
+            )
+            for r in self.rankers
+        ]
+        return reciprocal_rank_fusion(lists, self.k)[:k]

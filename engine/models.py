@@ -16,6 +16,7 @@ from typing import Any
 # The prepared sentence-transformers folder inside models/<name>/ (not committed: built from the package).
 PREPARED_DIR = "sentence-transformer"
 STAMP_FILE = "prepared.json"
+OFFSETS_FILE = "language_offsets.json"
 
 
 class ModelNotPreparedError(RuntimeError):
@@ -38,12 +39,18 @@ class ModelManifest:
     module: str
     prepare: str
     raw: dict[str, Any]
+    folder: Path
+    adapter: str | None = None  # committed linear map (safetensors), applied after the encoder
+    language_offsets: str | None = None  # committed per-language means (JSON), removed before the map
 
     @property
     def fingerprint(self) -> str:
         """Short hash of everything that changes the vectors (cache and index keys use it)."""
-        key = json.dumps([self.name, self.source_package, self.source_version, self.dimension, self.max_seq_length])
-        return hashlib.sha256(key.encode()).hexdigest()[:12]
+        parts: list[Any] = [self.name, self.source_package, self.source_version, self.dimension, self.max_seq_length]
+        for extra in (self.adapter, self.language_offsets):
+            if extra:
+                parts.append(_sha256(self.folder / extra))
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
 
 def read_manifest(models_dir: Path, name: str) -> ModelManifest:
@@ -67,6 +74,9 @@ def read_manifest(models_dir: Path, name: str) -> ModelManifest:
             module=raw["module"],
             prepare=raw["prepare"],
             raw=raw,
+            folder=path.parent,
+            adapter=raw.get("adapter"),
+            language_offsets=raw.get("language_offsets"),
         )
     except KeyError as exc:
         raise ValueError(f"{path} lacks the key {exc.args[0]!r}; see models/README.md for the format") from None
@@ -128,6 +138,9 @@ def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[
     folder = prepared_path(models_dir, name)
     sources = _package_files(manifest)
     checksums = {src.name: _sha256(src) for src in sources}
+    checksums.update(
+        {name: _sha256(manifest.folder / name) for name in (manifest.adapter, manifest.language_offsets) if name}
+    )
     if not force:
         try:
             check_prepared(models_dir, name)
@@ -141,6 +154,7 @@ def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[
         for src in sources:
             shutil.copyfile(src, staging / src.name)
         _write_sentence_transformer(staging, manifest)
+        _write_adapter(staging, manifest)
         (staging / STAMP_FILE).write_text(
             json.dumps({"fingerprint": manifest.fingerprint, "files": checksums, "manifest": manifest.raw}, indent=2),
             encoding="utf-8",
@@ -171,6 +185,46 @@ def _write_sentence_transformer(folder: Path, manifest: ModelManifest) -> None:
         ),
         encoding="utf-8",
     )
+
+
+def _write_adapter(folder: Path, manifest: ModelManifest) -> None:
+    """Add the trained map as a sentence-transformers ``Dense`` module, and the language offsets
+    expressed in the output space (``mean @ W``), since they are subtracted after the map."""
+    if not manifest.adapter and not manifest.language_offsets:
+        return
+    from engine.adapter import load_adapter
+
+    weight, means = load_adapter(manifest.folder)
+    if manifest.adapter:
+        import torch
+        from sentence_transformers.base.modules import Dense
+
+        dimension = weight.shape[0]
+        dense = Dense(
+            dimension,
+            weight.shape[1],
+            bias=False,
+            activation_function=torch.nn.Identity(),
+            init_weight=torch.from_numpy(weight.T.copy()),
+        )
+        (folder / "1_Dense").mkdir()
+        dense.save(str(folder / "1_Dense"))
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        modules.append({"idx": 1, "name": "1", "path": "1_Dense", "type": "sentence_transformers.base.modules.Dense"})
+        (folder / "modules.json").write_text(json.dumps(modules, indent=2), encoding="utf-8")
+        means = {lang: mean @ weight for lang, mean in means.items()}
+    offsets = {lang: [float(v) for v in mean] for lang, mean in means.items()}
+    (folder / OFFSETS_FILE).write_text(json.dumps(offsets), encoding="utf-8")
+
+
+def read_offsets(folder: Path) -> dict[str, Any]:
+    """Per-language offsets of a prepared model folder (empty when it has none)."""
+    path = folder / OFFSETS_FILE
+    if not path.is_file():
+        return {}
+    import numpy as np
+
+    return {lang: np.asarray(v, dtype=np.float32) for lang, v in json.loads(path.read_text(encoding="utf-8")).items()}
 
 
 def load_sentence_transformer(models_dir: Path, name: str, threads: int = 1) -> Any:

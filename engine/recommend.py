@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.build import CATALOG_FILE, resolve_build
+from engine.calibrate import LanguageCalibration
 from engine.catalog import Publication, load_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached, encode_documents, normalize
 from engine.explain import TermStatistics, shared_values, terms_of
@@ -69,6 +70,7 @@ class Explanation:
     shared_authors: tuple[str, ...]
     shared_terms: tuple[str, ...]
     similarity: float
+    calibrated: float  # the ranking key: the cosine as a z-score within the item's language
     redundancy: float  # max cosine to items ranked above it (what MMR penalises)
     pinned: bool
     same_language: bool | None
@@ -102,6 +104,17 @@ class RelatedResult:
 
 
 @dataclass(frozen=True, slots=True)
+class _Candidate:
+    """An item on its way into a list."""
+
+    publication: Publication
+    similarity: float
+    calibrated: float
+    redundancy: float = 0.0
+    pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _Seed:
     """What a query is related to: a vector plus what is known about its source."""
 
@@ -125,6 +138,7 @@ class Recommender:
         manifest: dict[str, Any],
         overrides: Overrides | None = None,
         encoder: Encoder | None = None,
+        calibration: LanguageCalibration | None = None,
     ) -> None:
         self.publications = {p.id: p for p in publications}
         missing = [p for p in self.publications if p not in index]
@@ -137,6 +151,7 @@ class Recommender:
         self.manifest = manifest
         self.overrides = overrides or Overrides()
         self.encoder = encoder
+        self.calibration = calibration
         self._groups: dict[str, list[str]] = defaultdict(list)
         for p in publications:
             if p.group:
@@ -145,12 +160,20 @@ class Recommender:
 
     @classmethod
     def from_publications(
-        cls, publications: Sequence[Publication], encoder: Encoder, *, cache: EmbeddingCache | None = None
+        cls,
+        publications: Sequence[Publication],
+        encoder: Encoder,
+        *,
+        cache: EmbeddingCache | None = None,
+        calibrate: bool = True,
     ) -> Recommender:
         """Encode and index publications in memory (evaluation, comparisons); nothing is written."""
-        vectors, _ = encode_cached(encoder, [publication_text(p) for p in publications], cache)
+        texts = [publication_text(p) for p in publications]
+        vectors, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
         index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
-        return cls(publications, index, {"model": encoder.name, "build_id": "in-memory"}, encoder=encoder)
+        calibration = LanguageCalibration.fit(vectors, [p.language for p in publications]) if calibrate else None
+        manifest = {"model": encoder.name, "build_id": "in-memory"}
+        return cls(publications, index, manifest, encoder=encoder, calibration=calibration)
 
     def __len__(self) -> int:
         return len(self.publications)
@@ -221,12 +244,18 @@ class Recommender:
     def recommend_text(self, title: str, abstract: str, language: str | None, query: RelatedQuery) -> RelatedResult:
         """Related items for a draft that is not in the catalog (free text)."""
         query = query.validated()
-        vector = self.text_vector(title, abstract)
+        vector = self.text_vector(title, abstract, language)
         seed = _Seed(vector, language, frozenset(), frozenset(), terms=frozenset(terms_of(f"{title} {abstract}")))
         return self._rank(seed, query)
 
     def recommend_examples(
-        self, like: Sequence[str], unlike: Sequence[str], query: RelatedQuery, *, text: tuple[str, str] | None = None
+        self,
+        like: Sequence[str],
+        unlike: Sequence[str],
+        query: RelatedQuery,
+        *,
+        text: tuple[str, str] | None = None,
+        language: str | None = None,
     ) -> RelatedResult:
         """Items like the positive examples and unlike the negative ones (plus optional draft text)."""
         query = query.validated()
@@ -240,7 +269,7 @@ class Recommender:
         terms: set[str] = set()
         if text is not None:
             title, abstract = text
-            draft = self.text_vector(title, abstract)
+            draft = self.text_vector(title, abstract, language)
             positives.append(draft)
             terms |= terms_of(f"{title} {abstract}")
         vector = np.mean(positives, axis=0)
@@ -251,7 +280,7 @@ class Recommender:
         statistics = self._term_statistics() if query.explain else None
         seed = _Seed(
             vector=normalize(vector[None, :])[0],
-            language=Counter(p.language for p in liked).most_common(1)[0][0] if liked else None,
+            language=Counter(p.language for p in liked).most_common(1)[0][0] if liked else language,
             excluded=frozenset(examples) if query.include_translations else group,
             group=group,
             topics=tuple(dict.fromkeys(t for p in liked for t in p.topics)),
@@ -260,7 +289,7 @@ class Recommender:
         )
         return self._rank(seed, query)
 
-    def text_vector(self, title: str, abstract: str) -> np.ndarray:
+    def text_vector(self, title: str, abstract: str, language: str | None = None) -> np.ndarray:
         """The vector of a draft's title and abstract, after checking the documented limits."""
         if len(title) > MAX_TITLE_CHARS or len(abstract) > MAX_ABSTRACT_CHARS:
             raise TextTooLongError(
@@ -272,13 +301,14 @@ class Recommender:
             raise InvalidQueryError("title", "give a title or an abstract")
         if self.encoder is None:
             raise EncoderUnavailableError("this service was started without a model; free-text queries are off")
-        return encode_documents(self.encoder, [text])[0]
+        return encode_documents(self.encoder, [text], languages=[language])[0]
 
     # ----- ranking -----
 
     def _rank(self, seed: _Seed, query: RelatedQuery) -> RelatedResult:
         banned = self.overrides.banned
         same_only = query.language_policy == "same" and seed.language is not None
+        calibrated = self._calibrated_key(seed.vector)
 
         def allowed(p: Publication) -> bool:
             return (
@@ -293,13 +323,16 @@ class Recommender:
         need = query.offset + query.k
         pool_size = need * _MMR_POOL_FACTOR if query.diversity > 0 else need
 
-        def ranked_block(keep: Callable[[Publication], bool]) -> list[tuple[Publication, float, float]]:
-            pool = self._candidates(seed.vector, lambda p: keep(p) and p.id not in pinned_ids, pool_size)
-            if not pool:
-                return []
-            sims = np.array([s for _, s in pool], dtype=np.float32)
-            vectors = np.stack([self.index.vector(p.id) for p, _ in pool]) if query.diversity > 0 else sims[:, None]
-            return [(pool[i][0], pool[i][1], r) for i, r in mmr_order(sims, vectors, query.diversity, need)]
+        def ranked_block(keep: Callable[[Publication], bool]) -> list[_Candidate]:
+            pool = self._candidates(seed.vector, lambda p: keep(p) and p.id not in pinned_ids, pool_size, calibrated)
+            if not pool or query.diversity <= 0:
+                return pool[:need]
+            # MMR mixes relevance with cosine redundancy: bring the calibrated scores to [0, 1] first.
+            relevance = np.array([c.calibrated for c in pool], dtype=np.float32)
+            spread = float(relevance.max() - relevance.min()) or 1.0
+            relevance = (relevance - relevance.min()) / spread
+            vectors = np.stack([self.index.vector(c.publication.id) for c in pool])
+            return [replace(pool[i], redundancy=r) for i, r in mmr_order(relevance, vectors, query.diversity, need)]
 
         if query.language_policy == "prefer" and seed.language is not None:
             ranked = ranked_block(lambda p: allowed(p) and p.language == seed.language)
@@ -307,30 +340,62 @@ class Recommender:
                 ranked += ranked_block(lambda p: allowed(p) and p.language != seed.language)
         else:
             ranked = ranked_block(allowed)
-        ranked = [ranked[i] for i in keep_min_score([s for _, s, _ in ranked], query.min_score, query.min_results)]
-        pinned = [(p, float(seed.vector @ self.index.vector(p.id)), 0.0) for p in pins]
-        rows = [*((p, s, r, True) for p, s, r in pinned), *((p, s, r, False) for p, s, r in ranked)]
+        kept = keep_min_score([c.similarity for c in ranked], query.min_score, query.min_results)
+        ranked = [ranked[i] for i in kept]
+        pinned = []
+        for p in pins:
+            similarity = float(seed.vector @ self.index.vector(p.id))
+            pinned.append(_Candidate(p, similarity, calibrated(p, similarity), pinned=True))
+        rows = [*pinned, *ranked]
         page = rows[query.offset : query.offset + query.k]
-        items = [
-            self._item(seed, query, p, s, r, pin, rank) for rank, (p, s, r, pin) in enumerate(page, query.offset + 1)
-        ]
+        items = [self._item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
         return RelatedResult(items, None if items else self._empty_reason(rows, query))
 
+    def _calibrated_key(self, vector: np.ndarray) -> Callable[[Publication, float], float]:
+        """The ranking key of an item given its cosine: the per-language z-score, or the cosine itself."""
+        if self.calibration is None:
+            return lambda p, similarity: similarity
+        table = self.calibration.scorer(vector)
+
+        def key(p: Publication, similarity: float) -> float:
+            mean, std = table.get(p.language, table[None])
+            return (similarity - mean) / std
+
+        return key
+
     def _candidates(
-        self, vector: np.ndarray, keep: Callable[[Publication], bool], n: int
-    ) -> list[tuple[Publication, float]]:
-        """The ``n`` nearest publications that pass ``keep``, widening the search until found or exhausted."""
+        self,
+        vector: np.ndarray,
+        keep: Callable[[Publication], bool],
+        n: int,
+        key: Callable[[Publication, float], float],
+    ) -> list[_Candidate]:
+        """The ``n`` best publications by ``key`` that pass ``keep``.
+
+        The index returns items by cosine; the search widens until no unseen item can beat the n-th best
+        key: an unseen item has a cosine at most the last one returned, and ``key`` grows with the cosine
+        within each language, so the best it could reach is the key of that cosine in each language.
+        """
         fetch = n + _CANDIDATE_MARGIN
+        languages = {p.language for p in self.publications.values()}
         while True:
             hits = self.index.search(vector, fetch)[0]
-            kept = [(self.publications[key], score) for key, score in hits if keep(self.publications[key])]
-            if len(kept) >= n or fetch >= len(self.index):
+            kept = [
+                _Candidate(self.publications[i], s, key(self.publications[i], s))
+                for i, s in hits
+                if keep(self.publications[i])
+            ]
+            kept.sort(key=lambda c: c.calibrated, reverse=True)
+            if fetch >= len(self.index) or not hits:
+                return kept[:n]
+            floor = hits[-1][1]
+            best_unseen = max(key(Publication("", "x", language=lang), floor) for lang in languages)
+            if len(kept) >= n and kept[n - 1].calibrated >= best_unseen:
                 return kept[:n]
             fetch *= 4
 
-    def _item(
-        self, seed: _Seed, query: RelatedQuery, p: Publication, score: float, redundancy: float, pinned: bool, rank: int
-    ) -> RelatedItem:
+    def _item(self, seed: _Seed, query: RelatedQuery, candidate: _Candidate, rank: int) -> RelatedItem:
+        p, score, pinned = candidate.publication, candidate.similarity, candidate.pinned
         explanation = None
         if query.explain:
             explanation = Explanation(
@@ -338,7 +403,8 @@ class Recommender:
                 shared_authors=tuple(shared_values(seed.authors, p.authors)),
                 shared_terms=tuple(self._term_statistics().shared_terms(seed.terms, p.id)),
                 similarity=round(score, 6),
-                redundancy=round(redundancy, 6),
+                calibrated=round(candidate.calibrated, 4),
+                redundancy=round(candidate.redundancy, 6),
                 pinned=pinned,
                 same_language=None if seed.language is None else p.language == seed.language,
             )
@@ -378,4 +444,4 @@ def load_recommender(index_dir: Path, expected_model: str | None = None, encoder
         raise IndexLoadError(f"{catalog} is missing; rebuild the index with scripts/build_index.py")
     publications = load_catalog(catalog).publications
     overrides = load_overrides(Path(index_dir), frozenset(p.id for p in publications))
-    return Recommender(publications, index, manifest, overrides, encoder)
+    return Recommender(publications, index, manifest, overrides, encoder, LanguageCalibration.load(folder))

@@ -48,3 +48,21 @@ def keep_min_score(scores: Sequence[float], min_score: float | None, min_results
             break
         keep.add(i)
     return sorted(keep)
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[str]:
+    """Fuse ranked lists by summing ``1 / (k + rank)`` (Cormack et al. 2009); ties keep first-seen order."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, doc in enumerate(ranking, start=1):
+            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda doc: -scores[doc])
+
+
+def collapse_near_duplicates(ids: Sequence[str], vectors: np.ndarray, threshold: float) -> list[int]:
+    """Positions to keep: each item unless its cosine to an item kept before it exceeds ``threshold``."""
+    kept: list[int] = []
+    for i in range(len(ids)):
+        if all(float(vectors[i] @ vectors[j]) <= threshold for j in kept):
+            kept.append(i)
+    return kept

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = "use-multilingual-v3"
+DEFAULT_MODEL = "use-multilingual-v3-tuned"
 
 
 def available_cores() -> int:

@@ -15,14 +15,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=settings.model, help="model folder name (default: %(default)s)")
     parser.add_argument("--models-dir", type=Path, default=settings.models_dir, help="default: %(default)s")
+    parser.add_argument("--all", action="store_true", help="prepare every model that has a manifest")
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")
     args = parser.parse_args(argv)
-    try:
-        folder, changed = prepare_model(args.models_dir, args.model, force=args.force)
-    except ModelNotPreparedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"model {args.model}: {'prepared' if changed else 'already prepared'} in {folder}")
+    names = sorted(p.parent.name for p in args.models_dir.glob("*/manifest.json")) if args.all else [args.model]
+    for name in names:
+        try:
+            folder, changed = prepare_model(args.models_dir, name, force=args.force)
+        except ModelNotPreparedError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"model {name}: {'prepared' if changed else 'already prepared'} in {folder}")
     return 0
 
 

@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         """
         text = (body.title, body.abstract) if (body.title.strip() or body.abstract.strip()) else None
         if body.like or body.unlike:
-            result = recommender.recommend_examples(body.like, body.unlike, query, text=text)
+            result = recommender.recommend_examples(body.like, body.unlike, query, text=text, language=body.language)
         else:
             result = recommender.recommend_text(body.title, body.abstract, body.language, query)
         return _related_response(None, recommender, query, result)

@@ -21,6 +21,7 @@ class ExplanationOut(BaseModel):
     shared_authors: list[str]
     shared_terms: list[str] = Field(description="telling words both texts contain (rarest first)")
     similarity: float = Field(description="cosine similarity to the query")
+    calibrated: float = Field(description="the ranking key: the similarity as a z-score within the item's language")
     redundancy: float = Field(description="max cosine to the items ranked above (what diversity penalises)")
     pinned: bool = Field(description="placed by an editorial pin")
     same_language: bool | None = Field(description="in the query's language (null when it is unknown)")

@@ -25,7 +25,9 @@ class FakeEncoder:
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + 2
 
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, languages: Sequence[str | None] | None = None, show_progress: bool = False
+    ) -> np.ndarray:
         self.calls.append(list(texts))
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):

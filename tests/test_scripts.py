@@ -59,9 +59,9 @@ def test_prepare_model_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (tmp_path / "use-multilingual-v3").mkdir()
     manifest = Path(prepare_model.get_settings().models_dir) / "use-multilingual-v3" / "manifest.json"
     (tmp_path / "use-multilingual-v3" / "manifest.json").write_bytes(manifest.read_bytes())
-    assert prepare_model.main(["--models-dir", str(tmp_path)]) == 0
+    assert prepare_model.main(["--models-dir", str(tmp_path), "--model", "use-multilingual-v3"]) == 0
     assert "prepared in" in capsys.readouterr().out
-    assert prepare_model.main(["--models-dir", str(tmp_path)]) == 0
+    assert prepare_model.main(["--models-dir", str(tmp_path), "--model", "use-multilingual-v3"]) == 0
     assert "already prepared" in capsys.readouterr().out
     assert prepare_model.main(["--models-dir", str(tmp_path), "--model", "nope"]) == 2
 
