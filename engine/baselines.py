@@ -10,61 +10,25 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Callable, Collection, Sequence
-from functools import lru_cache
 
 import numpy as np
 
 from engine.catalog import Publication
+from engine.lexical import STEMMER_OF, normalise_arabic, stemmer, stopwords
 from engine.text import publication_text
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-_ARABIC_DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")  # harakat + tatweel
-_ARABIC_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه", "ؤ": "و", "ئ": "ي"})
-# bm25s ships no Arabic stop words; these are the most frequent function words of Modern Standard Arabic
-# (after the letter normalisation above). Moroccan Arabic (ary) shares most of them.
-_ARABIC_STOPWORDS_TEXT = (
-    "في من علي الي عن ان او ثم مع هذا هذه ذلك تلك التي "
-    "الذي الذين كان كانت يكون هو هي هم نحن انت ما لا لم لن "
-    "قد كل بعض بين عند حتي اذا لكن او اي غير بعد قبل حيث "
-    "كما ايضا فقط منذ خلال "
-)
-ARABIC_STOPWORDS = frozenset(_ARABIC_STOPWORDS_TEXT.split())
-_STEMMER_OF = {"en": "english", "fr": "french", "ar": "arabic", "ary": "arabic"}
-
-
-@lru_cache(maxsize=8)
-def _stemmer(language: str):
-    import Stemmer
-
-    return Stemmer.Stemmer(language)
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> dict[str, frozenset[str]]:
-    from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_FRENCH
-
-    return {
-        "en": frozenset(STOPWORDS_EN),
-        "fr": frozenset(STOPWORDS_FRENCH),
-        "ar": ARABIC_STOPWORDS,
-        "ary": ARABIC_STOPWORDS,
-    }
-
-
-def normalise_arabic(text: str) -> str:
-    """Strip diacritics and tatweel, unify alef, ya and ta marbuta spellings."""
-    return _ARABIC_DIACRITICS.sub("", text).translate(_ARABIC_LETTERS)
 
 
 def tokenize(text: str, language: str | None) -> list[str]:
     """Lexical tokens: lower-cased words, Arabic normalised, stop words removed, Snowball-stemmed by language."""
     text = normalise_arabic(text.lower())
     words = _WORD.findall(text)
-    stop = _stopwords().get(language or "", frozenset())
+    stop = stopwords().get(language or "", frozenset())
     words = [w for w in words if w not in stop and not w.isdigit()]
-    algorithm = _STEMMER_OF.get(language or "")
+    algorithm = STEMMER_OF.get(language or "")
     if algorithm:
-        words = _stemmer(algorithm).stemWords(words)
+        words = stemmer(algorithm).stemWords(words)
     # Accents folded after stemming (the French stemmer expects them), so "économie" matches "economie".
     return ["".join(c for c in unicodedata.normalize("NFKD", w) if not unicodedata.combining(c)) for w in words]
 

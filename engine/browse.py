@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from engine.catalog import Publication
+from engine.lexical import fold
 
 MAX_LIMIT = 100
 
@@ -17,12 +17,6 @@ class BrowsePage:
 
     total: int
     items: list[Publication]
-
-
-def fold(text: str) -> str:
-    """Lower-case without accents or Arabic diacritics, for matching as people type."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def browse(

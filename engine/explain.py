@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
 from engine.catalog import Publication
+from engine.lexical import all_stopwords, fold
 
 # Words of 3+ letters (Latin with accents, Arabic) or acronyms with digits such as G20 or COP28.
 _WORD = re.compile(r"[^\W\d_]{3,}|[A-Z]{1,5}\d{1,4}", re.UNICODE)
-# A term in more than this share of the catalog says nothing about why two items are related. This
-# removes stop words in every language from the corpus itself, instead of per-language stop lists.
+# A term in more than this share of the catalog says nothing about why two items are related: it catches
+# what the stop lists miss (think-tank boilerplate such as "policy" or "paper").
 _MAX_DOCUMENT_FREQUENCY = 0.08
 _MIN_DOCUMENTS_FOR_CUTOFF = 30
 
 
-def _normalise(word: str) -> str:
-    # Case- and accent-insensitive; Arabic diacritics (harakat) are combining marks and go too.
-    decomposed = unicodedata.normalize("NFKD", word.lower())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
 def terms_of(text: str) -> set[str]:
-    """Normalised content words of a text."""
-    return {_normalise(w) for w in _WORD.findall(text)}
+    """Normalised content words of a text (case, accents and Arabic spellings folded; stop words out)."""
+    stop = all_stopwords()
+    return {word for word in map(fold, _WORD.findall(text)) if word not in stop}
 
 
 class TermStatistics:

@@ -30,6 +30,8 @@ class RelatedQuery:
     Dates are inclusive ISO ``YYYY-MM-DD`` bounds; an item without a date fails any date filter.
     ``diversity`` is the MMR trade-off: 0 ranks by similarity alone, 1 by novelty alone.
     ``min_score`` drops items below a cosine similarity, but at least ``min_results`` items are kept.
+    ``collapse_translations`` keeps one entry per translation group (its best-ranked version); the
+    item's ``translations`` then lead to the other versions.
     """
 
     k: int = 10
@@ -45,6 +47,7 @@ class RelatedQuery:
     min_score: float | None = None
     min_results: int = 0
     explain: bool = False
+    collapse_translations: bool = False
     exclude_languages: tuple[str, ...] = field(default=())
 
     def validated(self) -> RelatedQuery:

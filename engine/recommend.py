@@ -28,6 +28,9 @@ from engine.text import publication_text
 _CANDIDATE_MARGIN = 20
 # With diversity on, MMR chooses among this many times the needed number of candidates.
 _MMR_POOL_FACTOR = 3
+# Collapsing translations: fetch enough for groups of up to three versions to leave one each.
+_COLLAPSE_POOL_FACTOR = 3
+SNIPPET_CHARS = 220
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
 MAX_EXAMPLES = 50
@@ -89,6 +92,7 @@ class RelatedItem:
     score: float
     rank: int
     authors: tuple[str, ...] = ()
+    snippet: str = ""
     is_translation: bool = False
     translations: tuple[Translation, ...] = ()
     pinned: bool = False
@@ -320,11 +324,15 @@ class Recommender:
 
         pins = [self.publications[i] for i in seed.pins if allowed(self.publications[i])]
         pinned_ids = {p.id for p in pins}
+        shown_groups = {p.group for p in pins if p.group}
         need = query.offset + query.k
         pool_size = need * _MMR_POOL_FACTOR if query.diversity > 0 else need
 
         def ranked_block(keep: Callable[[Publication], bool]) -> list[_Candidate]:
-            pool = self._candidates(seed.vector, lambda p: keep(p) and p.id not in pinned_ids, pool_size, calibrated)
+            size = pool_size * _COLLAPSE_POOL_FACTOR if query.collapse_translations else pool_size
+            pool = self._candidates(seed.vector, lambda p: keep(p) and p.id not in pinned_ids, size, calibrated)
+            if query.collapse_translations:
+                pool = self._one_per_group(pool, shown_groups)
             if not pool or query.diversity <= 0:
                 return pool[:need]
             # MMR mixes relevance with cosine redundancy: bring the calibrated scores to [0, 1] first.
@@ -350,6 +358,18 @@ class Recommender:
         page = rows[query.offset : query.offset + query.k]
         items = [self._item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
         return RelatedResult(items, None if items else self._empty_reason(rows, query))
+
+    @staticmethod
+    def _one_per_group(pool: list[_Candidate], shown: set[str]) -> list[_Candidate]:
+        """Keep the first (best) candidate of each translation group; ``shown`` carries groups across blocks."""
+        kept = []
+        for candidate in pool:
+            group = candidate.publication.group
+            if group is None or group not in shown:
+                kept.append(candidate)
+                if group:
+                    shown.add(group)
+        return kept
 
     def _calibrated_key(self, vector: np.ndarray) -> Callable[[Publication, float], float]:
         """The ranking key of an item given its cosine: the per-language z-score, or the cosine itself."""
@@ -418,6 +438,7 @@ class Recommender:
             score=round(score, 6),
             rank=rank,
             authors=p.authors,
+            snippet=snippet(p.abstract),
             is_translation=p.id in seed.group,
             translations=tuple(self.translations(p.id)),
             pinned=pinned,
@@ -433,6 +454,15 @@ class Recommender:
         if self._terms is None:  # built on first explain request; a benign race at worst builds it twice
             self._terms = TermStatistics(self.publications.values())
         return self._terms
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """The start of a text, cut at a word boundary, with an ellipsis when cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:.-")
+    return cut + " …"
 
 
 def load_recommender(index_dir: Path, expected_model: str | None = None, encoder: Encoder | None = None) -> Recommender:

@@ -32,6 +32,7 @@ from service.schemas import (
     RelatedResponse,
     ReloadResponse,
 )
+from service.web import install_web
 
 logger = logging.getLogger("service")
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             expose_headers=["ETag"],
         )
 
+    install_web(app)
     admin = require_admin(active)
     not_found = {404: {"model": ErrorResponse, "description": "unknown publication id"}}
     unavailable = {503: {"model": ErrorResponse, "description": "no index loaded yet"}}
@@ -219,6 +221,9 @@ def related_query(
     min_score: Annotated[float | None, Query(ge=-1, le=1, description="drop items below this similarity")] = None,
     min_results: Annotated[int, Query(ge=0, le=MAX_K, description="keep at least this many despite min_score")] = 0,
     explain: Annotated[bool, Query(description="add shared topics, authors, terms and score parts")] = False,
+    collapse_translations: Annotated[
+        bool, Query(description="one entry per publication: its best language version, linking the others")
+    ] = False,
 ) -> RelatedQuery:
     """Dependency: the related-items query parameters, shared by GET and POST."""
     return RelatedQuery(
@@ -235,6 +240,7 @@ def related_query(
         min_score=min_score,
         min_results=min_results,
         explain=explain,
+        collapse_translations=collapse_translations,
     )
 
 

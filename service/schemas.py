@@ -37,6 +37,7 @@ class RelatedItemOut(BaseModel):
     published: str | None = Field(description="ISO date YYYY-MM-DD")
     url: str | None
     authors: list[str]
+    snippet: str = Field(description="the start of the abstract")
     score: float = Field(description="cosine similarity to the query")
     rank: int = Field(ge=1, description="position in the whole list (offset + 1 for the first of a page)")
     is_translation: bool = Field(description="a language version of the query publication itself")

@@ -53,3 +53,10 @@ def test_unknown_id_and_bad_k(small_index: Path) -> None:
         recommender.related("nope")
     with pytest.raises(InvalidQueryError, match="invalid k: must be between 1 and 100, got 0"):
         recommender.related("t1-en", k=0)
+
+
+def test_snippet_cuts_at_a_word() -> None:
+    from engine.recommend import snippet
+
+    assert snippet("short text") == "short text"
+    assert snippet("alpha beta gamma delta", limit=13) == "alpha beta …"

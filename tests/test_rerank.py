@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine import InvalidQueryError, RelatedQuery
-from engine.browse import fold
 from engine.catalog import Publication
+from engine.lexical import fold
 from engine.overrides import OverridesError, load_overrides
 from engine.rerank import keep_min_score, mmr_order
 

@@ -284,3 +284,23 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
     }
     assert client.get("/docs").status_code == 200
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_collapse_translations_keeps_one_entry_per_publication(client: TestClient) -> None:
+    plain = ids(client.get("/publications/t2/related?k=3"))
+    assert {"t1-en", "t1-fr"} <= set(plain)
+    body = client.get("/publications/t2/related?k=3&collapse_translations=true").json()
+    collapsed = [i["id"] for i in body["items"]]
+    assert len({"t1-en", "t1-fr"} & set(collapsed)) == 1 and len(collapsed) == 3
+    entry = next(i for i in body["items"] if i["id"] in {"t1-en", "t1-fr"})
+    assert {t["id"] for t in entry["translations"]} == {"t1-en", "t1-fr"} - {entry["id"]}
+    assert entry["snippet"] == "trade trade finance"
+
+
+def test_page_and_widget_are_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<ol id="related-list"' in page.text
+    widget = client.get("/widget.js")
+    assert widget.headers["content-type"].startswith("text/javascript") and "data-publication" in widget.text
+    assert client.get("/static/app.js").status_code == 200
