@@ -35,6 +35,9 @@ class LanguageCalibration:
         self.means = means.astype(np.float64)
         self.covariances = covariances.astype(np.float64)
         self.counts = counts.astype(np.float64)
+        # float32 copies for the per-request path (float32 BLAS, half the memory traffic).
+        self._means32 = np.ascontiguousarray(self.means, dtype=np.float32)
+        self._covariances32 = np.ascontiguousarray(self.covariances, dtype=np.float32)
 
     @classmethod
     def fit(cls, vectors: np.ndarray, languages: Sequence[str | None]) -> LanguageCalibration:
@@ -64,10 +67,20 @@ class LanguageCalibration:
         std = float(np.sqrt(max(query @ self.covariances[row] @ query, 1e-12)))
         return weight * mean + (1 - weight) * overall[0], weight * std + (1 - weight) * overall[1]
 
-    def scorer(self, query: np.ndarray) -> dict[str, tuple[float, float]]:
-        """Per-language (mean, std) for one query, computed once per request."""
-        table = {lang: self.statistics(query, lang) for lang in self.languages}
-        table[None] = table.get(_UNKNOWN, self.statistics(query, None))  # type: ignore[index]
+    def scorer(self, query: np.ndarray) -> dict[str | None, tuple[float, float]]:
+        """Per-language (mean, std) for one query, computed once per request, all languages in one pass."""
+        query = np.asarray(query, dtype=np.float32)
+        means = self._means32 @ query
+        spreads = np.sqrt(np.maximum((self._covariances32 @ query) @ query, 1e-12))
+        weights = self.counts / (self.counts + SHRINKAGE)
+        table: dict[str | None, tuple[float, float]] = {}
+        for lang, row in self._row.items():
+            w = weights[row]
+            table[lang] = (
+                float(w * means[row] + (1 - w) * means[0]),
+                float(w * spreads[row] + (1 - w) * spreads[0]),
+            )
+        table[None] = table.get(_UNKNOWN, (float(means[0]), float(spreads[0])))
         return table
 
     def save(self, folder: Path) -> None:

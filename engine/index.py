@@ -1,7 +1,12 @@
-"""The vector index: FAISS ``IndexIDMap2`` over exact inner product on unit vectors, behind a narrow API.
+"""The vector index: FAISS ``IndexIDMap2`` over inner product on unit vectors, behind a narrow API.
 
 String publication ids map to int64 FAISS ids; ``build``/``add``/``remove``/``search``/``save``/``load``
 is the whole interface. A ``manifest.json`` beside the FAISS file records what built it.
+
+The FAISS index is exact (``IndexFlatIP``) up to ``HNSW_THRESHOLD`` vectors and an HNSW graph beyond,
+where an exact scan no longer answers in about a millisecond (docs/performance.md has the figures and
+the measured recall). HNSW cannot delete: removed ids become tombstones that searches skip, and the
+next build drops them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ INDEX_FILE = "vectors.faiss"
 IDS_FILE = "ids.json"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
+HNSW_THRESHOLD = 50_000
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+IndexKind = str  # "flat" | "hnsw" | "auto"
 
 
 class IndexLoadError(RuntimeError):
@@ -35,18 +45,34 @@ def _as_matrix(vectors: np.ndarray, dimension: int) -> np.ndarray:
 class VectorIndex:
     """Exact cosine search over unit vectors, addressed by string ids."""
 
-    def __init__(self, dimension: int, model: str) -> None:
+    def __init__(self, dimension: int, model: str, kind: IndexKind = "auto") -> None:
         if dimension < 1:
             raise ValueError(f"dimension must be >= 1, got {dimension}")
+        if kind not in ("auto", "flat", "hnsw"):
+            raise ValueError(f"index kind must be 'auto', 'flat' or 'hnsw', got {kind!r}")
         self.dimension = dimension
         self.model = model
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        self.requested_kind = kind
+        self._index = self._new_faiss("hnsw" if kind == "hnsw" else "flat")
         self._key_of: dict[int, str] = {}
         self._row_of: dict[str, int] = {}
         self._next = 0
 
+    def _new_faiss(self, kind: str) -> faiss.Index:
+        if kind == "hnsw":
+            graph = faiss.IndexHNSWFlat(self.dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            graph.hnsw.efSearch = HNSW_EF_SEARCH
+            return faiss.IndexIDMap2(graph)
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+
+    @property
+    def kind(self) -> str:
+        """``flat`` (exact) or ``hnsw`` (approximate graph)."""
+        return "hnsw" if isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW) else "flat"
+
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return len(self._row_of)
 
     def __contains__(self, key: object) -> bool:
         return key in self._row_of
@@ -57,8 +83,11 @@ class VectorIndex:
         return [self._key_of[i] for i in sorted(self._key_of)]
 
     def build(self, ids: Sequence[str], vectors: np.ndarray) -> VectorIndex:
-        """Replace the contents with ``ids`` and their vectors."""
-        self._index.reset()
+        """Replace the contents with ``ids`` and their vectors (``auto`` picks flat or HNSW by size)."""
+        kind = self.requested_kind
+        if kind == "auto":
+            kind = "hnsw" if len(ids) >= HNSW_THRESHOLD else "flat"
+        self._index = self._new_faiss(kind)
         self._key_of.clear()
         self._row_of.clear()
         self._next = 0
@@ -84,9 +113,10 @@ class VectorIndex:
         """Remove ids that are present; returns how many were removed."""
         numbers = [self._row_of.pop(key) for key in ids if key in self._row_of]
         if numbers:
-            self._index.remove_ids(np.asarray(numbers, dtype=np.int64))
+            if self.kind == "flat":
+                self._index.remove_ids(np.asarray(numbers, dtype=np.int64))
             for number in numbers:
-                del self._key_of[number]
+                del self._key_of[number]  # in an HNSW graph the vector stays, as a tombstone
         return len(numbers)
 
     def vector(self, key: str) -> np.ndarray:
@@ -101,15 +131,17 @@ class VectorIndex:
         k = min(k, len(self))
         if k == 0:
             return [[] for _ in range(len(matrix))]
+        tombstones = int(self._index.ntotal) - len(self)
         # One thread per query: a request-serving process must not fan out over all cores per call.
         faiss.omp_set_num_threads(1)
-        scores, numbers = self._index.search(matrix, k)
+        scores, numbers = self._index.search(matrix, min(k + tombstones, int(self._index.ntotal)))
         results = []
         for row_scores, row_numbers in zip(scores, numbers, strict=True):
-            # FAISS pads with -1 when it finds fewer than k.
-            results.append(
-                [(self._key_of[n], float(s)) for s, n in zip(row_scores, row_numbers, strict=True) if n >= 0]
-            )
+            # FAISS pads with -1 when it finds fewer than k; tombstones have no key any more.
+            hits = [
+                (self._key_of[n], float(s)) for s, n in zip(row_scores, row_numbers, strict=True) if n in self._key_of
+            ]
+            results.append(hits[:k])
         return results
 
     def save(self, folder: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -122,7 +154,7 @@ class VectorIndex:
             "model": self.model,
             "dimension": self.dimension,
             "count": len(self),
-            "index_type": "IndexIDMap2(IndexFlatIP)",
+            "index_type": f"IndexIDMap2({'IndexHNSWFlat' if self.kind == 'hnsw' else 'IndexFlatIP'})",
             "faiss_version": faiss.__version__,
             "build_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             **(extra or {}),
@@ -154,7 +186,7 @@ class VectorIndex:
             pairs = json.loads((folder / IDS_FILE).read_text(encoding="utf-8"))
         except (RuntimeError, OSError, ValueError) as exc:
             raise IndexLoadError(f"cannot read the index files in {folder} ({exc}); rebuild the index") from None
-        if raw.d != dimension or raw.ntotal != len(pairs) or len(pairs) != manifest.get("count", len(pairs)):
+        if raw.d != dimension or raw.ntotal < len(pairs) or len(pairs) != manifest.get("count", len(pairs)):
             raise IndexLoadError(
                 f"the index in {folder} does not match its manifest (dimension {raw.d}, {raw.ntotal} vectors, "
                 f"{len(pairs)} ids); rebuild it"
@@ -162,6 +194,8 @@ class VectorIndex:
         if not isinstance(raw, faiss.IndexIDMap2):
             raise IndexLoadError(f"{folder / INDEX_FILE} is a {type(raw).__name__}, not an IndexIDMap2; rebuild it")
         index._index = raw
+        if index.kind == "hnsw":
+            faiss.downcast_index(raw.index).hnsw.efSearch = HNSW_EF_SEARCH
         index._key_of = {int(n): key for n, key in pairs}
         index._row_of = {key: int(n) for n, key in pairs}
         index._next = max(index._key_of, default=-1) + 1

@@ -161,6 +161,9 @@ class Recommender:
             if p.group:
                 self._groups[p.group].append(p.id)
         self._terms: TermStatistics | None = None
+        # Per-item parts of every response, computed once (dict writes are atomic: safe across threads).
+        self._translation_cache: dict[str, tuple[Translation, ...]] = {}
+        self._snippet_cache: dict[str, str] = {}
 
     @classmethod
     def from_publications(
@@ -204,11 +207,15 @@ class Recommender:
         publication = self.get(publication_id)
         if not publication.group:
             return []
-        return [
-            Translation(i, self.publications[i].language)
-            for i in self._groups[publication.group]
-            if i != publication_id
-        ]
+        return list(self._translations_of(publication))
+
+    def _translations_of(self, publication: Publication) -> tuple[Translation, ...]:
+        cached = self._translation_cache.get(publication.id)
+        if cached is None:
+            members = self._groups.get(publication.group, []) if publication.group else []
+            cached = tuple(Translation(i, self.publications[i].language) for i in members if i != publication.id)
+            self._translation_cache[publication.id] = cached
+        return cached
 
     def _group_of(self, publication_id: str) -> frozenset[str]:
         return frozenset([publication_id, *(t.id for t in self.translations(publication_id))])
@@ -359,6 +366,12 @@ class Recommender:
         items = [self._item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
         return RelatedResult(items, None if items else self._empty_reason(rows, query))
 
+    def _snippet(self, publication: Publication) -> str:
+        cached = self._snippet_cache.get(publication.id)
+        if cached is None:
+            cached = self._snippet_cache[publication.id] = snippet(publication.abstract)
+        return cached
+
     @staticmethod
     def _one_per_group(pool: list[_Candidate], shown: set[str]) -> list[_Candidate]:
         """Keep the first (best) candidate of each translation group; ``shown`` carries groups across blocks."""
@@ -438,9 +451,9 @@ class Recommender:
             score=round(score, 6),
             rank=rank,
             authors=p.authors,
-            snippet=snippet(p.abstract),
+            snippet=self._snippet(p),
             is_translation=p.id in seed.group,
-            translations=tuple(self.translations(p.id)),
+            translations=self._translations_of(p),
             pinned=pinned,
             explanation=explanation,
         )

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin/*; unset = disabled.")
     cache_max_age: int = Field(default=300, ge=0, description="Cache-Control max-age (s) of GET responses.")
     max_body_bytes: int = Field(default=64_000, ge=1_024, description="Largest accepted request body.")
+    response_cache_size: int = Field(default=4096, ge=0, description="GET responses kept in memory (0 = off).")
     watch: bool = Field(default=False, description="Reload when the index folder's current build changes.")
     watch_interval: float = Field(default=1.0, gt=0, le=3600)
 

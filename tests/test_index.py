@@ -98,3 +98,31 @@ def test_load_detects_damage(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(IndexLoadError, match="damaged"):
         VectorIndex.load(tmp_path)
+
+
+def test_hnsw_recall_against_brute_force_and_tombstones(tmp_path: Path) -> None:
+    vectors, queries = unit_vectors(3000, 32, 11), unit_vectors(50, 32, 12)
+    ids = [f"d{i}" for i in range(3000)]
+    index = VectorIndex(32, "m", kind="hnsw").build(ids, vectors)
+    assert index.kind == "hnsw"
+    expected = brute_force(vectors, ids, queries, 10)
+    found = [[key for key, _ in row] for row in index.search(queries, 10)]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, expected, strict=True)])
+    assert recall >= 0.98, recall
+    # HNSW cannot delete: removed ids are skipped and never come back from a search
+    removed = [row[0] for row in found[:10]]
+    assert index.remove(removed) == len(set(removed))
+    assert len(index) == 3000 - len(set(removed))
+    assert not set(removed) & {key for row in index.search(queries, 10) for key, _ in row}
+    assert all(len(row) == 10 for row in index.search(queries, 10))
+    index.save(tmp_path)
+    loaded, manifest = VectorIndex.load(tmp_path)
+    assert loaded.kind == "hnsw" and manifest["index_type"] == "IndexIDMap2(IndexHNSWFlat)"
+    assert loaded.search(queries[:3], 5) == index.search(queries[:3], 5)
+
+
+def test_auto_kind_picks_flat_for_small_indexes() -> None:
+    index = VectorIndex(8, "m").build(["a", "b"], unit_vectors(2, 8, 0))
+    assert index.kind == "flat"
+    with pytest.raises(ValueError, match="index kind"):
+        VectorIndex(8, "m", kind="ivf")

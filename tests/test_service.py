@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from engine import EngineHolder, build_index, get_settings
 from service.app import create_app
+from service.schemas import RelatedResponse
 from tests.conftest import SMALL_CATALOG
 from tests.fakes import FakeEncoder, pub, write_jsonl
 
@@ -37,14 +38,15 @@ def ids(response) -> list[str]:
 
 
 def test_related_items_carry_translation_links(client: TestClient) -> None:
-    body = client.get("/publications/t2/related", params={"k": 3}).json()
+    body = client.get("/publications/t2/related", params={"k": 3, "explain": True}).json()
+    RelatedResponse.model_validate(body)  # the route serialises with orjson: check it against its schema
     assert (body["id"], body["k"], body["offset"], body["reason"]) == ("t2", 3, 0, None)
     first = body["items"][0]
     # t2 = (1 trade, 2 finance)/sqrt5; t1-en and t1-fr = (2, 1)/sqrt5: 4/5 = 0.8 each
     assert {i["id"] for i in body["items"][:2]} == {"t1-en", "t1-fr"} and first["score"] == pytest.approx(0.8)
     other = "t1-fr" if first["id"] == "t1-en" else "t1-en"
     assert first["translations"] == [{"id": other, "language": "fr" if other == "t1-fr" else "en"}]
-    assert first["is_translation"] is False and first["pinned"] is False and first["explanation"] is None
+    assert first["is_translation"] is False and first["pinned"] is False and first["explanation"]["similarity"] > 0
 
 
 def test_include_translations_marks_them(client: TestClient) -> None:
@@ -304,3 +306,12 @@ def test_page_and_widget_are_served(client: TestClient) -> None:
     widget = client.get("/widget.js")
     assert widget.headers["content-type"].startswith("text/javascript") and "data-publication" in widget.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_response_cache_never_serves_a_stale_list(client: TestClient, small_index: Path) -> None:
+    url = "/publications/t1-en/related?k=2"
+    first = client.get(url)
+    assert client.get(url).content == first.content  # served from the in-memory cache
+    (small_index / "overrides.json").write_text(json.dumps({"banned": ["t3"]}))
+    assert client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert "t3" not in ids(client.get(url)) and client.get(url).headers["etag"] != first.headers["etag"]

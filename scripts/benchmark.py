@@ -1,0 +1,460 @@
+"""Benchmark indexing, incremental rebuilds, serving and scale; print a table and write JSON.
+
+Not a test: it measures this machine. Ratios are measured side by side in one run, since machines here
+are shared and noisy. Sections: indexing, incremental, serving, scale (choose with --only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from engine import (
+    EmbeddingCache,
+    Publication,
+    Recommender,
+    VectorIndex,
+    build_index,
+    get_settings,
+    load_catalog,
+    open_encoder,
+)
+from engine.calibrate import LanguageCalibration
+from engine.embed import encode_documents
+from engine.settings import available_cores
+from engine.text import chunk_text, publication_text
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED = PROJECT.parent / "shared" / "data"
+SEED = "pcns-plan-b-like-minded-internationalism"
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def snippets_and_articles() -> tuple[list[Publication], list[Publication]]:
+    """Short texts (SIB-200 sentences, else demo titles) and long ones (NTREX articles, else demo abstracts)."""
+    if (SHARED / "sib200-dev" / "catalog.jsonl").is_file():
+        snippets = load_catalog(SHARED / "sib200-dev" / "catalog.jsonl").publications[:2000]
+        articles = load_catalog(SHARED / "ntrex-dev" / "catalog.jsonl").publications
+        return snippets, articles
+    demo = load_catalog(PROJECT / "data" / "demo" / "catalog.jsonl").publications
+    return [Publication(p.id, p.title or p.abstract[:100], language=p.language) for p in demo], demo
+
+
+def bench_indexing(encoder, quick: bool) -> dict:
+    """Items/s of the whole build next to the encoder's own encode() on the same chunks."""
+    results = {}
+    snippets, articles = snippets_and_articles()
+    if quick:
+        snippets, articles = snippets[:200], articles[:20]
+    for name, pubs in (("snippets", snippets), ("articles", articles)):
+        texts = [publication_text(p) for p in pubs]
+        chunks = [c for t in texts for c in chunk_text(t, encoder.count_tokens, encoder.max_tokens)]
+        encoder.encode(chunks[:16])  # warm-up
+        raw_seconds, _ = timed(lambda chunks=chunks: encoder.encode(chunks))
+        encode_seconds, _ = timed(
+            lambda texts=texts, pubs=pubs: encode_documents(encoder, texts, languages=[p.language for p in pubs])
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            catalog = Path(tmp) / "c.jsonl"
+            catalog.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in pubs), encoding="utf-8")
+            build_seconds, _ = timed(
+                lambda catalog=catalog, tmp=tmp: build_index([catalog], Path(tmp) / "index", encoder)
+            )
+        results[name] = {
+            "items": len(pubs),
+            "chunks": len(chunks),
+            "raw_encode_items_per_s": len(pubs) / raw_seconds,
+            "pipeline_items_per_s": len(pubs) / build_seconds,
+            "pipeline_share_of_raw": raw_seconds / build_seconds,
+            "encode_seconds": encode_seconds,
+            "other_seconds": max(0.0, build_seconds - encode_seconds),
+        }
+    return results
+
+
+def bench_incremental(encoder, quick: bool) -> dict:
+    """Rebuild of an unchanged catalog, and one edit made visible through a running service (--watch)."""
+    snippets, _ = snippets_and_articles()
+    pubs = snippets[: 300 if quick else 3000]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        catalog = folder / "catalog.jsonl"
+        catalog.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in pubs), encoding="utf-8")
+        cache = EmbeddingCache(folder / "cache.sqlite")
+        first_seconds, first = timed(lambda: build_index([catalog], folder / "index", encoder, cache=cache))
+        again_seconds, again = timed(lambda: build_index([catalog], folder / "index", encoder, cache=cache))
+        server = start_server(folder / "index", "--watch", "--no-model", env={"RCE_WATCH_INTERVAL": "0.1"})
+        try:
+            edited = [p.to_dict() for p in pubs]
+            edited[0]["title"] = "Edited: " + (edited[0].get("title") or "a new title")
+            catalog.write_text("".join(json.dumps(r) + "\n" for r in edited), encoding="utf-8")
+            started = time.perf_counter()
+            edit = build_index([catalog], folder / "index", encoder, cache=cache)
+            visible = wait_until(
+                lambda: fetch_json(server["base"] + f"/publications/{pubs[0].id}").get("title") == edited[0]["title"],
+                timeout=30,
+            )
+            visible_seconds = time.perf_counter() - started
+        finally:
+            stop_server(server)
+    return {
+        "items": len(pubs),
+        "first_build_s": first_seconds,
+        "unchanged_rebuild_s": again_seconds,
+        "unchanged_rebuild_encoded": again.encoded,
+        "unchanged_share_of_first": again_seconds / first_seconds,
+        "one_edit_encoded": edit.encoded,
+        "one_edit_visible_s": visible_seconds if visible else None,
+        "first_build_encoded": first.encoded,
+    }
+
+
+def bench_serving(index_dir: Path, seconds: int) -> dict:
+    """wrk against the related route with 1 and 2 workers, next to a bare route with a same-size body."""
+    if not shutil.which("wrk"):
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    results: dict = {}
+    path = f"/publications/{SEED}/related?k=10"
+    ids = [json.loads(line)["id"] for line in (index_dir / "current" / "catalog.jsonl").read_text().splitlines()]
+    rotate = write_rotation_script([f"/publications/{i}/related?k=10" for i in ids])
+    for workers in (1, 2):
+        # cold: every request a different publication, response cache off, so every one is ranked
+        server = start_server(index_dir, "--no-model", "--workers", str(workers), env={"RCE_RESPONSE_CACHE_SIZE": "0"})
+        try:
+            body = fetch_bytes(server["base"] + path)
+            results[f"related_cold_{workers}w"] = run_wrk(server["base"] + path, seconds, script=rotate)
+            results[f"related_cold_{workers}w"]["peak_rss_mb"] = peak_rss_mb(server["process"].pid)
+        finally:
+            stop_server(server)
+        # hot: one popular page, answered from the response cache after the first request
+        server = start_server(index_dir, "--no-model", "--workers", str(workers))
+        try:
+            fetch_bytes(server["base"] + path)
+            results[f"related_{workers}w"] = run_wrk(server["base"] + path, seconds)
+            results[f"related_{workers}w"]["peak_rss_mb"] = peak_rss_mb(server["process"].pid)
+        finally:
+            stop_server(server)
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+            handle.write(body)
+        bare = start_bare(Path(handle.name), workers)
+        try:
+            results[f"bare_{workers}w"] = run_wrk(bare["base"] + "/bare", seconds)
+        finally:
+            stop_server(bare)
+            os.unlink(handle.name)
+        related, plain = results[f"related_{workers}w"], results[f"bare_{workers}w"]
+        cold = results[f"related_cold_{workers}w"]
+        results[f"ratio_{workers}w"] = {
+            "hot_share_of_bare": related["requests_per_s"] / plain["requests_per_s"],
+            "hot_p50_gap_ms": related["p50_ms"] - plain["p50_ms"],
+            "cold_share_of_bare": cold["requests_per_s"] / plain["requests_per_s"],
+            "cold_p50_gap_ms": cold["p50_ms"] - plain["p50_ms"],
+        }
+        results["response_bytes"] = len(body)
+    return results
+
+
+def bench_scale(sizes: list[int], queries: int = 200) -> dict:
+    """Synthetic vectors through the index interface: build time, memory, related-by-id latency, recall."""
+    results = {}
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        # Clustered unit vectors, closer to real embeddings than uniform noise.
+        centres = rng.standard_normal((max(8, n // 200), 512)).astype(np.float32)
+        vectors = centres[rng.integers(0, len(centres), n)] + 0.6 * rng.standard_normal((n, 512)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        ids = [f"s{i}" for i in range(n)]
+        languages = [("en", "fr", "ar")[i % 3] for i in range(n)]
+        pubs = [Publication(i, "t", language=lang) for i, lang in zip(ids, languages, strict=True)]
+        rss_before = current_rss_mb()
+        build_seconds, index = timed(lambda ids=ids, vectors=vectors: VectorIndex(512, "synthetic").build(ids, vectors))
+        calibration = LanguageCalibration.fit(vectors, languages)
+        recommender = Recommender(pubs, index, {}, calibration=calibration)
+        memory = current_rss_mb() - rss_before
+        sample = rng.choice(n, size=min(queries, n), replace=False)
+        latencies = []
+        for row in sample:
+            started = time.perf_counter()
+            recommender.related(ids[row], 10)
+            latencies.append((time.perf_counter() - started) * 1000)
+        exact = vectors[sample] @ vectors.T
+        exact[np.arange(len(sample)), sample] = -np.inf
+        truth = np.argsort(-exact, axis=1)[:, :10]
+        found = index.search(vectors[sample], 11)
+        recall = np.mean(
+            [
+                len({ids[j] for j in truth[q]} & {key for key, _ in found[q] if key != ids[sample[q]]}) / 10
+                for q in range(len(sample))
+            ]
+        )
+        results[str(n)] = {
+            "index": index.kind,
+            "build_s": build_seconds,
+            "memory_mb": memory,
+            "related_p50_ms": float(np.percentile(latencies, 50)),
+            "related_p99_ms": float(np.percentile(latencies, 99)),
+            "search_recall_at_10": float(recall),
+        }
+        del recommender, index, vectors
+    return results
+
+
+# ----- processes and HTTP -----
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(index_dir: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT / "scripts" / "serve.py"),
+            "--index-dir",
+            str(index_dir),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        cwd=PROJECT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+    base = f"http://127.0.0.1:{port}"
+    if not wait_until(lambda: fetch_status(base + "/ready") == 200, timeout=90):
+        process.kill()
+        raise RuntimeError(f"serve.py did not become ready on {base}")
+    return {"process": process, "base": base}
+
+
+def start_bare(body_file: Path, workers: int) -> dict:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "scripts.benchmark:bare_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=PROJECT,
+        env={**os.environ, "RCE_BENCH_BODY": str(body_file)},
+    )
+    base = f"http://127.0.0.1:{port}"
+    if not wait_until(lambda: fetch_status(base + "/bare") == 200, timeout=30):
+        process.kill()
+        raise RuntimeError("the bare app did not start")
+    return {"process": process, "base": base}
+
+
+def bare_app():
+    """A FastAPI app with one route returning a fixed body: the floor the real route is compared with."""
+    from fastapi import FastAPI, Response
+
+    body = Path(os.environ["RCE_BENCH_BODY"]).read_bytes()
+    app = FastAPI()
+
+    @app.get("/bare")
+    def bare() -> Response:
+        return Response(content=body, media_type="application/json")
+
+    return app
+
+
+def stop_server(server: dict) -> None:
+    server["process"].terminate()
+    try:
+        server["process"].wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server["process"].kill()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def fetch_bytes(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def fetch_json(url: str) -> dict:
+    return json.loads(fetch_bytes(url))
+
+
+def fetch_status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def write_rotation_script(paths: list[str]) -> Path:
+    """A wrk Lua script that requests the given paths in turn."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    listed = ",\n".join(json.dumps(p) for p in paths)
+    script.write_text(
+        f"paths = {{{listed}}}\ni = 0\nrequest = function()\n  i = i % #paths + 1\n"
+        "  return wrk.format(nil, paths[i])\nend\n"
+    )
+    return script
+
+
+def run_wrk(url: str, seconds: int, script: Path | None = None) -> dict:
+    """wrk with one thread and 8 connections (the machine has two cores, shared with the server)."""
+    command = ["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", *(["-s", str(script)] if script else []), url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    requests = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    latency = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.M)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "requests_per_s": requests,
+        "p50_ms": latency["50"],
+        "p99_ms": latency["99"],
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) / 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return int(re.search(r"VmHWM:\s+(\d+)", status.read()).group(1)) / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen sections, print a summary table and write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--only", default="indexing,incremental,serving,scale", help="comma-separated sections (default: %(default)s)"
+    )
+    parser.add_argument("--scale", default="10000,100000", help="synthetic index sizes (add 1000000 for 1M)")
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per run (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="small inputs, for a smoke test")
+    parser.add_argument("--json", type=Path, default=PROJECT / "var" / "benchmark.json", help="default: %(default)s")
+    args = parser.parse_args(argv)
+    sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = sections - {"indexing", "incremental", "serving", "scale"}
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}")
+    settings = get_settings()
+    started = time.perf_counter()
+    report: dict = {
+        "machine": {
+            "cores": available_cores(),
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "model": settings.model,
+        }
+    }
+    encoder = open_encoder(settings) if sections & {"indexing", "incremental", "serving"} else None
+    if "indexing" in sections:
+        report["indexing"] = bench_indexing(encoder, args.quick)
+    if "incremental" in sections:
+        report["incremental"] = bench_incremental(encoder, args.quick)
+    if "serving" in sections:
+        with tempfile.TemporaryDirectory() as tmp:
+            build_index([PROJECT / "data" / "demo" / "catalog.jsonl"], Path(tmp) / "index", encoder)
+            report["serving"] = bench_serving(Path(tmp) / "index", 2 if args.quick else args.seconds)
+    if "scale" in sections:
+        sizes = [int(s) for s in args.scale.split(",")] if not args.quick else [2000]
+        report["scale"] = bench_scale(sizes, queries=50 if args.quick else 200)
+    report["max_rss_mb_of_benchmark"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    print(render(report))
+    print(f"benchmark done in {time.perf_counter() - started:.0f}s -> {args.json}")
+    return 0
+
+
+def render(report: dict) -> str:
+    """The report as plain-text tables."""
+    lines = [f"machine: {report['machine']}"]
+    for name, row in report.get("indexing", {}).items():
+        lines.append(
+            f"indexing {name:<9} {row['items']:>5} items ({row['chunks']} chunks): pipeline "
+            f"{row['pipeline_items_per_s']:.1f} items/s, raw encode {row['raw_encode_items_per_s']:.1f} items/s "
+            f"-> {100 * row['pipeline_share_of_raw']:.0f}% of raw; encode {row['encode_seconds']:.2f}s, "
+            f"other {row['other_seconds']:.2f}s"
+        )
+    if "incremental" in report:
+        r = report["incremental"]
+        lines.append(
+            f"incremental {r['items']} items: first build {r['first_build_s']:.1f}s, unchanged rebuild "
+            f"{r['unchanged_rebuild_s']:.2f}s ({100 * r['unchanged_share_of_first']:.1f}%, "
+            f"{r['unchanged_rebuild_encoded']} encoded); one edit: {r['one_edit_encoded']} encoded, "
+            "visible in the service after "
+            f"{r['one_edit_visible_s']:.2f}s"
+        )
+    for name, row in report.get("serving", {}).items():
+        if isinstance(row, dict) and "requests_per_s" in row:
+            lines.append(
+                f"serving {name:<11} {row['requests_per_s']:>8.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
+                f"p99 {row['p99_ms']:.2f} ms  errors {row['errors']}"
+                + (f"  peak RSS {row['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in row else "")
+            )
+        elif isinstance(row, dict):
+            lines.append(f"serving {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    for n, row in report.get("scale", {}).items():
+        lines.append(
+            f"scale {int(n):>8} ({row['index']}): build {row['build_s']:.1f}s, memory {row['memory_mb']:.0f} MB, "
+            f"related p50 {row['related_p50_ms']:.2f} ms p99 {row['related_p99_ms']:.2f} ms, "
+            f"recall@10 {row['search_recall_at_10']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
