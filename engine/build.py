@@ -9,6 +9,8 @@ catalog line, crash, full disk) leaves the served index untouched.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -20,7 +22,7 @@ from pathlib import Path
 from engine.calibrate import LanguageCalibration
 from engine.catalog import CatalogError, Publication, catalog_hash, load_catalog, write_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached
-from engine.index import VectorIndex
+from engine.index import MANIFEST_FILE, IndexLoadError, VectorIndex
 from engine.text import publication_text
 
 CURRENT = "current"
@@ -114,6 +116,7 @@ def write_build(
         write_catalog(publications, staging / CATALOG_FILE)
         if calibration is not None:
             calibration.save(staging)
+        _record_checksums(staging)
         _fsync_tree(staging)
         final = builds / build_id
         os.replace(staging, final)
@@ -123,6 +126,36 @@ def write_build(
     _point_current(index_dir, Path(BUILDS) / build_id)
     _prune(builds, keep=final)
     return final
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record_checksums(folder: Path) -> None:
+    """Add the SHA-256 of every file of the build to its manifest, so damage is caught at load time."""
+    manifest_path = folder / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["checksums"] = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST_FILE}
+    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def verify_build(folder: Path) -> None:
+    """Check every file against the checksums in the manifest; :class:`IndexLoadError` on any difference."""
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexLoadError(f"{folder / MANIFEST_FILE} is missing or damaged ({exc}); rebuild the index") from None
+    for name, expected in manifest.get("checksums", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise IndexLoadError(f"{path} is missing from the build; rebuild the index")
+        if _sha256(path) != expected:
+            raise IndexLoadError(f"{path} is corrupted (checksum mismatch with the manifest); rebuild the index")
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -19,6 +19,8 @@ _STRING_FIELDS = ("title", "abstract", "language", "type", "url", "group")
 # ISO 639-1/-3 code with optional subtags (en, ary, pt-BR, zh-Hant).
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _CSV_LIST_SEPARATOR = ";"
+# Far above any real abstract; a bigger field is a data error (a whole PDF pasted in), not an abstract.
+MAX_FIELD_CHARS = {"title": 2_000, "abstract": 200_000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,11 @@ def parse_record(record: Any, source: str, line: int) -> Publication:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise CatalogError(source, line, name, "must be a list of strings")
         values[name] = tuple(v.strip() for v in value if v.strip())
+    for name, limit in MAX_FIELD_CHARS.items():
+        if values[name] and len(values[name]) > limit:
+            raise CatalogError(
+                source, line, name, f"is {len(values[name]):,} characters long; the limit is {limit:,}: shorten it"
+            )
     title, abstract = (values["title"] or "").strip(), (values["abstract"] or "").strip()
     if not title and not abstract:
         raise CatalogError(source, line, "title/abstract", "both are empty; give a title or an abstract")

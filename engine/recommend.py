@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.build import CATALOG_FILE, resolve_build
+from engine.build import CATALOG_FILE, resolve_build, verify_build
 from engine.calibrate import LanguageCalibration
 from engine.catalog import Publication, load_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached, encode_documents, normalize
@@ -31,6 +31,8 @@ _MMR_POOL_FACTOR = 3
 # Collapsing translations: fetch enough for groups of up to three versions to leave one each.
 _COLLAPSE_POOL_FACTOR = 3
 SNIPPET_CHARS = 220
+# One stand-in publication per language, to ask the ranking key what an unseen item could score.
+_LANGUAGE_PROBES: dict[str | None, Publication] = {}
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
 MAX_EXAMPLES = 50
@@ -156,6 +158,7 @@ class Recommender:
         self.overrides = overrides or Overrides()
         self.encoder = encoder
         self.calibration = calibration
+        self._languages = frozenset(p.language for p in publications)
         self._groups: dict[str, list[str]] = defaultdict(list)
         for p in publications:
             if p.group:
@@ -409,8 +412,9 @@ class Recommender:
         key: an unseen item has a cosine at most the last one returned, and ``key`` grows with the cosine
         within each language, so the best it could reach is the key of that cosine in each language.
         """
-        fetch = n + _CANDIDATE_MARGIN
-        languages = {p.language for p in self.publications.values()}
+        # Calibrated keys reorder across languages, so start wider: one search instead of two or three.
+        fetch = (4 * n if self.calibration is not None else n) + _CANDIDATE_MARGIN
+        languages = self._languages
         while True:
             hits = self.index.search(vector, fetch)[0]
             kept = [
@@ -422,7 +426,9 @@ class Recommender:
             if fetch >= len(self.index) or not hits:
                 return kept[:n]
             floor = hits[-1][1]
-            best_unseen = max(key(Publication("", "x", language=lang), floor) for lang in languages)
+            best_unseen = max(
+                key(_LANGUAGE_PROBES.setdefault(lang, Publication("", "x", language=lang)), floor) for lang in languages
+            )
             if len(kept) >= n and kept[n - 1].calibrated >= best_unseen:
                 return kept[:n]
             fetch *= 4
@@ -481,6 +487,8 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 def load_recommender(index_dir: Path, expected_model: str | None = None, encoder: Encoder | None = None) -> Recommender:
     """Load the current build of ``index_dir`` (index, manifest, catalog snapshot) and its overrides."""
     folder = resolve_build(Path(index_dir))
+    if (folder / "manifest.json").is_file():
+        verify_build(folder)
     index, manifest = VectorIndex.load(folder, expected_model=expected_model)
     catalog = folder / CATALOG_FILE
     if not catalog.is_file():
