@@ -119,6 +119,24 @@ class VectorIndex:
                 del self._key_of[number]  # in an HNSW graph the vector stays, as a tombstone
         return len(numbers)
 
+    def copy(self) -> VectorIndex:
+        """An independent copy (FAISS data included), to change without disturbing readers of this one."""
+        clone = VectorIndex(self.dimension, self.model, self.requested_kind)
+        clone._index = faiss.clone_index(self._index)
+        if self.kind == "hnsw":
+            faiss.downcast_index(clone._index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        clone._key_of = dict(self._key_of)
+        clone._row_of = dict(self._row_of)
+        clone._next = self._next
+        return clone
+
+    def vectors(self, keys: Sequence[str]) -> np.ndarray:
+        """The stored vectors of ``keys``, as one matrix."""
+        out = np.empty((len(keys), self.dimension), dtype=np.float32)
+        for row, key in enumerate(keys):
+            out[row] = self._index.reconstruct(self._row_of[key])
+        return out
+
     def vector(self, key: str) -> np.ndarray:
         """The stored vector of ``key`` (KeyError if absent)."""
         return self._index.reconstruct(self._row_of[key])

@@ -258,6 +258,9 @@ class Recommender:
     def recommend_text(self, title: str, abstract: str, language: str | None, query: RelatedQuery) -> RelatedResult:
         """Related items for a draft that is not in the catalog (free text)."""
         query = query.validated()
+        if not (title.strip() or abstract.strip()):
+            # Valid by the request schema, so not an error: an empty list that says what to send.
+            return RelatedResult([], "nothing to relate to: send a title, an abstract or example ids (like)")
         vector = self.text_vector(title, abstract, language)
         seed = _Seed(vector, language, frozenset(), frozenset(), terms=frozenset(terms_of(f"{title} {abstract}")))
         return self._rank(seed, query)

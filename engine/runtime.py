@@ -11,16 +11,17 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.build import resolve_build
-from engine.catalog import CatalogError
-from engine.embed import Encoder
+from engine.catalog import CatalogError, Publication
+from engine.embed import EmbeddingCache, Encoder
 from engine.index import IndexLoadError
 from engine.overrides import OVERRIDES_FILE, OverridesError
 from engine.recommend import Recommender, load_recommender
+from engine.writes import WriteReport, apply_writes
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +48,17 @@ class ReloadReport:
 class EngineHolder:
     """Holds the recommender in service and swaps in new builds of ``index_dir``."""
 
-    def __init__(self, index_dir: Path, expected_model: str | None, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        index_dir: Path,
+        expected_model: str | None,
+        encoder: Encoder | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
         self.index_dir = Path(index_dir)
         self.expected_model = expected_model
         self.encoder = encoder
+        self.cache = cache
         self._current: Recommender | None = None
         self.loaded_at: str | None = None
         self.last_error: str | None = None
@@ -95,6 +103,18 @@ class EngineHolder:
                 warnings=fresh.overrides.warnings,
             )
             logger.info("serving build %s (%d publications)", report.build_id, report.publications)
+            return report
+
+    def write(self, upserts: Sequence[Publication] = (), deletes: Sequence[str] = ()) -> WriteReport:
+        """Upsert and/or delete publications: a new build on disk, then swapped in (see engine/writes.py)."""
+        with self._reload_lock:
+            report = apply_writes(
+                self.current, self.index_dir, upserts=upserts, deletes=deletes, encoder=self.encoder, cache=self.cache
+            )
+            fresh = load_recommender(self.index_dir, self.expected_model, self.encoder)
+            self._current = fresh
+            self.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            logger.info("write: %d upserted, %d deleted -> build %s", len(upserts), len(deletes), report.build_id)
             return report
 
     def try_load(self) -> None:

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 
-from engine import Recommender, RelatedQuery, Settings, expected_model_name, get_settings, open_encoder
+from engine import EmbeddingCache, Recommender, RelatedQuery, Settings, expected_model_name, get_settings, open_encoder
 from engine.browse import MAX_LIMIT, browse
+from engine.catalog import CatalogError, parse_record
 from engine.query import MAX_K, MAX_OFFSET
 from engine.recommend import RelatedResult
 from engine.runtime import EngineHolder, ReloadError
@@ -32,10 +33,13 @@ from service.schemas import (
     RelatedRequest,
     RelatedResponse,
     ReloadResponse,
+    WriteResponse,
 )
 from service.web import install_web
 
 logger = logging.getLogger("service")
+# Dates are ISO YYYY-MM-DD strings (the engine checks they exist): no lenient parsing of "0" as 1970-01-01.
+DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
 def create_app(settings: Settings | None = None, holder: EngineHolder | None = None) -> FastAPI:
@@ -49,7 +53,8 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.holder is None:
             encoder = await run_in_threadpool(open_encoder, active) if active.load_model else None
-            app.state.holder = EngineHolder(active.index_dir, expected_model_name(active), encoder)
+            cache = EmbeddingCache(active.cache_dir / "embeddings.sqlite") if encoder is not None else None
+            app.state.holder = EngineHolder(active.index_dir, expected_model_name(active), encoder, cache)
             await run_in_threadpool(app.state.holder.try_load)
         if active.watch:
             app.state.holder.start_watching(active.watch_interval)
@@ -127,7 +132,12 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     @app.post(
         "/related",
         response_model=RelatedResponse,
-        responses={**not_found, **unavailable, 413: {"model": ErrorResponse, "description": "text over the limit"}},
+        responses={
+            **not_found,
+            **unavailable,
+            400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
+            413: {"model": ErrorResponse, "description": "text over the limit"},
+        },
     )
     def related_to_draft(
         body: RelatedRequest,
@@ -199,6 +209,60 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             raise HTTPException(409, detail=f"reload refused, the previous index is still served: {exc}") from None
         return ReloadResponse(**{**asdict(report), "warnings": list(report.warnings)})
 
+    write_errors = {
+        400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
+        401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
+        403: {"model": ErrorResponse, "description": "writes disabled (no token configured)"},
+        503: {"model": ErrorResponse, "description": "no index or no model loaded"},
+    }
+
+    @app.post("/publications", response_model=WriteResponse, responses=write_errors, dependencies=[Depends(admin)])
+    def upsert_publications(
+        body: Annotated[list[dict[str, Any]] | dict[str, Any], Body(description="one catalog record or a list")],
+        holder: Annotated[EngineHolder, Depends(get_holder)],
+    ) -> WriteResponse:
+        """Add or replace publications (catalog format); only they are encoded. On disk when acknowledged."""
+        records = body if isinstance(body, list) else [body]
+        publications = []
+        for number, record in enumerate(records):
+            try:
+                publications.append(parse_record(record, "request body", number + 1))
+            except CatalogError as exc:
+                raise RequestValidationError(
+                    [{"type": "value_error", "loc": ["body", number, exc.field], "msg": exc.message, "input": None}]
+                ) from None
+        if len({p.id for p in publications}) != len(publications):
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ["body", "id"], "msg": "duplicate ids in one request", "input": None}]
+            )
+        return WriteResponse(**asdict(holder.write(upserts=publications)))
+
+    def method_not_allowed(allow: str) -> Callable[..., None]:
+        def handler() -> None:
+            raise HTTPException(status_code=405, detail="method not allowed", headers={"Allow": allow})
+
+        return handler
+
+    # Ids may hold slashes, so e.g. DELETE /publications/x/related would otherwise reach the delete route,
+    # and Starlette's own 405s list only the first route's methods: answer every other method here.
+    for path, allow in (
+        ("/publications/{publication_id:path}/related", "GET"),
+        ("/publications/{publication_id:path}", "GET, DELETE"),
+        ("/publications", "GET, POST"),
+    ):
+        others = [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS") if m not in allow.split(", ")]
+        app.add_api_route(path, method_not_allowed(allow), methods=others, include_in_schema=False)
+
+    @app.delete(
+        "/publications/{publication_id:path}",
+        response_model=WriteResponse,
+        responses={**write_errors, **not_found},
+        dependencies=[Depends(admin)],
+    )
+    def delete_publication(publication_id: str, holder: Annotated[EngineHolder, Depends(get_holder)]) -> WriteResponse:
+        """Remove a publication from the catalog and the index. On disk when acknowledged."""
+        return WriteResponse(**asdict(holder.write(deletes=[publication_id])))
+
     return app
 
 
@@ -222,8 +286,8 @@ async def related_query(
     ] = "any",
     types: Annotated[list[str] | None, Query(alias="type", description="keep only these types (repeatable)")] = None,
     exclude_type: Annotated[list[str] | None, Query(description="drop these types (repeatable)")] = None,
-    published_after: Annotated[dt.date | None, Query(description="on or after this date")] = None,
-    published_before: Annotated[dt.date | None, Query(description="on or before this date")] = None,
+    published_after: Annotated[str | None, Query(pattern=DATE, description="on or after this date")] = None,
+    published_before: Annotated[str | None, Query(pattern=DATE, description="on or before this date")] = None,
     include_translations: Annotated[bool, Query(description="keep the query's other language versions")] = False,
     diversity: Annotated[float, Query(ge=0, le=1, description="MMR trade-off; 0 = off, 1 = novelty only")] = 0.0,
     min_score: Annotated[float | None, Query(ge=-1, le=1, description="drop items below this similarity")] = None,
@@ -241,8 +305,8 @@ async def related_query(
         language_policy=language_policy,
         types=tuple(types or ()),
         exclude_types=tuple(exclude_type or ()),
-        published_after=published_after.isoformat() if published_after else None,
-        published_before=published_before.isoformat() if published_before else None,
+        published_after=published_after,
+        published_before=published_before,
         include_translations=include_translations,
         diversity=diversity,
         min_score=min_score,

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from engine import InvalidQueryError, UnknownPublicationError
 from engine.recommend import EncoderUnavailableError, TextTooLongError
 from engine.runtime import NotReadyError
+from engine.writes import WriteRejectedError
 
 
 def register_error_handlers(app: FastAPI) -> None:
@@ -26,6 +27,10 @@ def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TextTooLongError)
     async def too_long(_: Request, exc: TextTooLongError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(WriteRejectedError)
+    async def bad_write(_: Request, exc: WriteRejectedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(NotReadyError)
     async def not_ready(_: Request, exc: NotReadyError) -> JSONResponse:

@@ -140,3 +140,12 @@ class ErrorResponse(BaseModel):
     """Error body."""
 
     detail: str
+
+
+class WriteResponse(BaseModel):
+    """Outcome of a catalog write (already on disk when this is returned)."""
+
+    build_id: str
+    upserted: list[str]
+    deleted: list[str]
+    publications: int

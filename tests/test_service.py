@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from engine import EngineHolder, build_index, get_settings
+from engine import EngineHolder, build_index, get_settings, load_recommender
 from service.app import create_app
 from service.schemas import RelatedResponse
 from tests.conftest import SMALL_CATALOG
@@ -168,8 +168,8 @@ def test_post_related_like_and_unlike(client: TestClient) -> None:
 
 
 def test_post_related_errors(client: TestClient) -> None:
-    response = client.post("/related", json={})
-    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "title"]
+    empty = client.post("/related", json={}).json()
+    assert empty["items"] == [] and "send a title, an abstract or example ids" in empty["reason"]
     response = client.post("/related", json={"title": "t", "abstract": "x" * 20_001})
     assert response.status_code == 413 and "limit 20000" in response.json()["detail"]
     response = client.post(
@@ -315,3 +315,47 @@ def test_response_cache_never_serves_a_stale_list(client: TestClient, small_inde
     (small_index / "overrides.json").write_text(json.dumps({"banned": ["t3"]}))
     assert client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
     assert "t3" not in ids(client.get(url)) and client.get(url).headers["etag"] != first.headers["etag"]
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_writes_upsert_and_delete_are_persisted(client: TestClient, small_index: Path) -> None:
+    new = {"id": "n1", "title": "", "abstract": "water water climate", "language": "fr", "type": "op-ed"}
+    assert client.post("/publications", json=new).status_code == 401
+    response = client.post(
+        "/publications", json=[new, {**SMALL_CATALOG[-1], "abstract": "health youth water"}], headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["upserted"] == ["n1", "h1"] and body["publications"] == 10
+    assert ids(client.get("/publications/w1/related?k=1")) == ["n1"]  # searchable at once
+    assert client.get("/publications/h1").json()["abstract"] == "health youth water"
+    assert client.delete("/publications/t3", headers=AUTH).json()["deleted"] == ["t3"]
+    assert client.get("/publications/t3").status_code == 404
+    assert client.delete("/publications/t3", headers=AUTH).status_code == 404
+    # what was acknowledged is on disk: a fresh load (a restart) sees it
+    restarted = load_recommender(small_index)
+    assert "n1" in restarted.publications and "t3" not in restarted.publications
+    assert restarted.publications["h1"].abstract == "health youth water"
+
+
+def test_bad_writes_are_422_naming_item_and_field(client: TestClient) -> None:
+    response = client.post(
+        "/publications", json=[{"id": "ok", "abstract": "x"}, {"id": "bad", "published": "May"}], headers=AUTH
+    )
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", 1, "title/abstract"]
+    response = client.post(
+        "/publications", json=[{"id": "x", "abstract": "a"}, {"id": "x", "abstract": "b"}], headers=AUTH
+    )
+    assert response.status_code == 422 and "duplicate" in response.json()["detail"][0]["msg"]
+    too_many = [{"id": f"m{i}", "abstract": "trade"} for i in range(101)]
+    response = client.post("/publications", json=too_many, headers=AUTH)
+    assert response.status_code == 422 and "at most 100" in response.json()["detail"]
+    assert client.get("/ready").json()["publications"] == 9  # nothing was written
+
+
+def test_writes_are_disabled_without_a_token(small_index: Path) -> None:
+    with make_client(small_index, admin_token=None) as open_client:
+        assert open_client.post("/publications", json={"id": "x", "abstract": "y"}, headers=AUTH).status_code == 403
+        assert open_client.delete("/publications/t3", headers=AUTH).status_code == 403

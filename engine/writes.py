@@ -1,0 +1,75 @@
+"""Catalog writes without a full rebuild: upsert or delete publications, persisted as a new build.
+
+Only the new or changed items are encoded; every other vector is copied from the index in service.
+The result is written like any build (staging folder, checksums, atomic ``current`` flip), so a write
+is on disk before it is acknowledged and a restart loses nothing. A later ``scripts/build_index.py``
+run replaces the catalog with its input files, API writes included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.build import write_build
+from engine.calibrate import LanguageCalibration
+from engine.catalog import Publication
+from engine.embed import EmbeddingCache, Encoder, encode_cached
+from engine.recommend import EncoderUnavailableError, Recommender, UnknownPublicationError
+from engine.text import publication_text
+
+MAX_WRITE_ITEMS = 100
+
+
+class WriteRejectedError(ValueError):
+    """A write that breaks a documented limit (HTTP maps it to 422)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    """What a write changed."""
+
+    build_id: str
+    upserted: tuple[str, ...]
+    deleted: tuple[str, ...]
+    publications: int
+
+
+def apply_writes(
+    recommender: Recommender,
+    index_dir: Path,
+    *,
+    upserts: Sequence[Publication] = (),
+    deletes: Sequence[str] = (),
+    encoder: Encoder | None = None,
+    cache: EmbeddingCache | None = None,
+) -> WriteReport:
+    """Write a new build of ``index_dir``: ``recommender``'s catalog with ``upserts`` and without ``deletes``."""
+    if len(upserts) + len(deletes) > MAX_WRITE_ITEMS:
+        raise WriteRejectedError(f"at most {MAX_WRITE_ITEMS} publications per write, got {len(upserts) + len(deletes)}")
+    for publication_id in deletes:
+        recommender.get(publication_id)  # UnknownPublicationError names a missing id
+    if upserts and encoder is None:
+        raise EncoderUnavailableError("this service was started without a model; it cannot encode new items")
+    publications = dict(recommender.publications)
+    for publication_id in deletes:
+        del publications[publication_id]
+    index = recommender.index.copy()
+    index.remove(list(deletes))
+    if upserts:
+        texts = [publication_text(p) for p in upserts]
+        vectors, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in upserts])
+        index.add([p.id for p in upserts], vectors)
+        publications.update({p.id: p for p in upserts})
+    if not publications:
+        raise WriteRejectedError("a write may not remove every publication; build an index from a catalog instead")
+    ordered = list(publications.values())
+    calibration = None
+    if recommender.calibration is not None:
+        calibration = LanguageCalibration.fit(index.vectors([p.id for p in ordered]), [p.language for p in ordered])
+    folder = write_build(Path(index_dir), index, ordered, sources=["api"], calibration=calibration)
+    return WriteReport(folder.name, tuple(p.id for p in upserts), tuple(deletes), len(ordered))
+
+
+__all__ = ["MAX_WRITE_ITEMS", "UnknownPublicationError", "WriteRejectedError", "WriteReport", "apply_writes"]
