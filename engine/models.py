@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -53,8 +54,14 @@ class ModelManifest:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
 
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 def read_manifest(models_dir: Path, name: str) -> ModelManifest:
-    """Read and check ``models_dir/name/manifest.json``."""
+    """Read and check ``models_dir/name/manifest.json``; ``name`` must be a plain folder name."""
+    if not _MODEL_NAME.match(name) or ".." in name:
+        # Settings come from the environment: never let a model name walk out of models_dir.
+        raise ModelNotPreparedError(f"{name!r} is not a model folder name (letters, digits, '.', '_', '-')")
     path = Path(models_dir) / name / "manifest.json"
     if not path.is_file():
         known = sorted(p.parent.name for p in Path(models_dir).glob("*/manifest.json"))

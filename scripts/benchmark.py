@@ -13,7 +13,6 @@ import platform
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from engine.calibrate import LanguageCalibration
 from engine.embed import encode_documents
 from engine.settings import available_cores
 from engine.text import chunk_text, publication_text
+from service.process import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared" / "data"
@@ -229,37 +229,7 @@ def bench_scale(sizes: list[int], queries: int = 200) -> dict:
     return results
 
 
-# ----- processes and HTTP -----
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(index_dir: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(PROJECT / "scripts" / "serve.py"),
-            "--index-dir",
-            str(index_dir),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *extra,
-        ],
-        cwd=PROJECT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-    )
-    base = f"http://127.0.0.1:{port}"
-    if not wait_until(lambda: fetch_status(base + "/ready") == 200, timeout=90):
-        process.kill()
-        raise RuntimeError(f"serve.py did not become ready on {base}")
-    return {"process": process, "base": base}
+# ----- the bare comparison app -----
 
 
 def start_bare(body_file: Path, workers: int) -> dict:
@@ -300,48 +270,6 @@ def bare_app():
         return Response(content=body, media_type="application/json")
 
     return app
-
-
-def stop_server(server: dict) -> None:
-    server["process"].terminate()
-    try:
-        server["process"].wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server["process"].kill()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
-
-
-def fetch_bytes(url: str) -> bytes:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read()
-
-
-def fetch_json(url: str) -> dict:
-    return json.loads(fetch_bytes(url))
-
-
-def fetch_status(url: str) -> int:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def write_rotation_script(paths: list[str]) -> Path:

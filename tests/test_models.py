@@ -73,3 +73,9 @@ def test_real_model_long_text_is_chunked_not_truncated(real_encoder) -> None:
     about_ending = real_encoder.encode(["Illegal fishing in the Atlantic by distant-water fleets."])[0]
     # the ending only counts when the text is chunked
     assert pooled @ about_ending > truncated @ about_ending + 0.1
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "..", ".hidden", ""])
+def test_model_names_cannot_leave_the_models_folder(models_dir: Path, name: str) -> None:
+    with pytest.raises(ModelNotPreparedError, match="not a model folder name"):
+        check_prepared(models_dir, name)

@@ -7,12 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from scripts import build_index, compare_models, evaluate, prepare_model, serve
+from scripts import (
+    benchmark,
+    build_index,
+    compare_models,
+    evaluate,
+    prepare_model,
+    quality_attempts,
+    serve,
+    stress,
+    train_adapter,
+)
 from tests.conftest import SMALL_CATALOG
 from tests.fakes import write_jsonl
 
 
-@pytest.mark.parametrize("script", [build_index, evaluate, serve, prepare_model, compare_models])
+@pytest.mark.parametrize(
+    "script",
+    [build_index, evaluate, serve, prepare_model, compare_models, benchmark, stress, train_adapter, quality_attempts],
+)
 def test_help(script, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         script.main(["--help"])
@@ -72,3 +85,19 @@ def test_compare_models_main(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert compare_models.main(["--catalog", str(catalog), "--candidate", "use-multilingual-v3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["candidate"] == "use-multilingual-v3" and 0.0 <= result["all:ndcg@10"] <= 1.0
+
+
+def test_benchmark_scale_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert benchmark.main(["--only", "scale", "--quick", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    row = report["scale"]["2000"]
+    assert row["index"] == "flat" and row["search_recall_at_10"] == 1.0 and row["related_p50_ms"] > 0
+    assert "scale     2000 (flat)" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_stress_short_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert stress.main(["--requests", "600", "--concurrency", "16", "--swaps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "600 answered of 600 planned" in out and "0 failures" in out and "[200, 200]" in out

@@ -359,3 +359,12 @@ def test_writes_are_disabled_without_a_token(small_index: Path) -> None:
     with make_client(small_index, admin_token=None) as open_client:
         assert open_client.post("/publications", json={"id": "x", "abstract": "y"}, headers=AUTH).status_code == 403
         assert open_client.delete("/publications/t3", headers=AUTH).status_code == 403
+
+
+def test_the_token_never_reaches_the_logs(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    client.post("/admin/reload", headers={"Authorization": "Bearer wrong-token-value"})
+    client.post("/admin/reload", headers=AUTH)
+    client.post("/publications", json={"id": "z", "abstract": "water"}, headers=AUTH)
+    assert caplog.records  # the reload and the write were logged
+    assert TOKEN not in caplog.text and "wrong-token-value" not in caplog.text
