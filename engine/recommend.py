@@ -345,7 +345,7 @@ class Recommender:
             size = pool_size * _COLLAPSE_POOL_FACTOR if query.collapse_translations else pool_size
             pool = self._candidates(seed.vector, lambda p: keep(p) and p.id not in pinned_ids, size, calibrated)
             if query.collapse_translations:
-                pool = self._one_per_group(pool, shown_groups)
+                pool = self._one_per_group(pool, shown_groups, seed, keep, calibrated)
             if not pool or query.diversity <= 0:
                 return pool[:need]
             # MMR mixes relevance with cosine redundancy: bring the calibrated scores to [0, 1] first.
@@ -378,16 +378,31 @@ class Recommender:
             cached = self._snippet_cache[publication.id] = snippet(publication.abstract)
         return cached
 
-    @staticmethod
-    def _one_per_group(pool: list[_Candidate], shown: set[str]) -> list[_Candidate]:
-        """Keep the first (best) candidate of each translation group; ``shown`` carries groups across blocks."""
+    def _one_per_group(
+        self,
+        pool: list[_Candidate],
+        shown: set[str],
+        seed: _Seed,
+        keep: Callable[[Publication], bool],
+        calibrated: Callable[[Publication, float], float],
+    ) -> list[_Candidate]:
+        """One entry per translation group, at the rank of its best version; shown in the reader's language
+        (the query's) when the group has an allowed version in it. ``shown`` carries groups across blocks."""
         kept = []
         for candidate in pool:
             group = candidate.publication.group
-            if group is None or group not in shown:
-                kept.append(candidate)
-                if group:
-                    shown.add(group)
+            if group is not None and group in shown:
+                continue
+            if group is not None:
+                shown.add(group)
+                if seed.language and candidate.publication.language != seed.language:
+                    for member in self._groups[group]:
+                        version = self.publications[member]
+                        if version.language == seed.language and keep(version):
+                            similarity = float(seed.vector @ self.index.vector(member))
+                            candidate = _Candidate(version, similarity, calibrated(version, similarity))
+                            break
+            kept.append(candidate)
         return kept
 
     def _calibrated_key(self, vector: np.ndarray) -> Callable[[Publication, float], float]:
