@@ -169,6 +169,7 @@ def test_search_open_a_publication_and_see_related_content(page: Page, site: dic
 def test_language_policy_changes_the_list(page: Page, site: dict[str, str]) -> None:
     page.goto(site["base"] + f"/?id={SEED}")
     page.wait_for_selector("#related-list li")
+    shot(page, "page-seed-publication")
     before = related_ids(page)
     languages_before = page.eval_on_selector_all("#related-list li", "items => items.map(li => li.lang)")
     assert set(languages_before) - {"en"}, "with policy 'any' the seed paper has related items in other languages"
