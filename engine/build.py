@@ -9,7 +9,6 @@ catalog line, crash, full disk) leaves the served index untouched.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from engine.calibrate import LanguageCalibration
 from engine.catalog import CatalogError, Publication, catalog_hash, load_catalog, write_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached
 from engine.index import MANIFEST_FILE, IndexLoadError, VectorIndex
+from engine.models import sha256_file
 from engine.text import publication_text
 
 CURRENT = "current"
@@ -128,19 +128,11 @@ def write_build(
     return final
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _record_checksums(folder: Path) -> None:
     """Add the SHA-256 of every file of the build to its manifest, so damage is caught at load time."""
     manifest_path = folder / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["checksums"] = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST_FILE}
+    manifest["checksums"] = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST_FILE}
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
@@ -154,7 +146,7 @@ def verify_build(folder: Path) -> None:
         path = folder / name
         if not path.is_file():
             raise IndexLoadError(f"{path} is missing from the build; rebuild the index")
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise IndexLoadError(f"{path} is corrupted (checksum mismatch with the manifest); rebuild the index")
 
 

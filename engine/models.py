@@ -50,7 +50,7 @@ class ModelManifest:
         parts: list[Any] = [self.name, self.source_package, self.source_version, self.dimension, self.max_seq_length]
         for extra in (self.adapter, self.language_offsets):
             if extra:
-                parts.append(_sha256(self.folder / extra))
+                parts.append(sha256_file(self.folder / extra))
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
 
@@ -110,7 +110,8 @@ def _package_files(manifest: ModelManifest) -> list[Path]:
     return [root / rel for rel in manifest.source_files]
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -144,9 +145,9 @@ def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[
     manifest = read_manifest(models_dir, name)
     folder = prepared_path(models_dir, name)
     sources = _package_files(manifest)
-    checksums = {src.name: _sha256(src) for src in sources}
+    checksums = {src.name: sha256_file(src) for src in sources}
     checksums.update(
-        {name: _sha256(manifest.folder / name) for name in (manifest.adapter, manifest.language_offsets) if name}
+        {name: sha256_file(manifest.folder / name) for name in (manifest.adapter, manifest.language_offsets) if name}
     )
     if not force:
         try:
