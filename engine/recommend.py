@@ -22,6 +22,15 @@ from engine.index import IndexLoadError, VectorIndex
 from engine.overrides import Overrides, load_overrides
 from engine.query import InvalidQueryError, RelatedQuery
 from engine.rerank import keep_min_score, mmr_order
+from engine.results import (
+    EncoderUnavailableError,
+    Explanation,
+    RelatedItem,
+    RelatedResult,
+    TextTooLongError,
+    Translation,
+    UnknownPublicationError,
+)
 from engine.text import publication_text
 
 # Extra candidates fetched beyond what is needed before filtering; grown when filters remove many.
@@ -38,75 +47,6 @@ MAX_ABSTRACT_CHARS = 20_000
 MAX_EXAMPLES = 50
 # Weight of the negative examples in the query vector (Rocchio-style).
 _UNLIKE_WEIGHT = 0.5
-
-
-class UnknownPublicationError(KeyError):
-    """No publication with this id in the index."""
-
-    def __init__(self, publication_id: str) -> None:
-        self.publication_id = publication_id
-        super().__init__(publication_id)
-
-    def __str__(self) -> str:
-        return f"publication {self.publication_id!r} not found"
-
-
-class TextTooLongError(ValueError):
-    """A free-text query over the documented limits (HTTP maps it to 413)."""
-
-
-class EncoderUnavailableError(RuntimeError):
-    """A free-text query reached a recommender loaded without a model."""
-
-
-@dataclass(frozen=True, slots=True)
-class Translation:
-    """Another language version of a publication."""
-
-    id: str
-    language: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """Why an item is in the list, and the parts of its position."""
-
-    shared_topics: tuple[str, ...]
-    shared_authors: tuple[str, ...]
-    shared_terms: tuple[str, ...]
-    similarity: float
-    calibrated: float  # the ranking key: the cosine as a z-score within the item's language
-    redundancy: float  # max cosine to items ranked above it (what MMR penalises)
-    pinned: bool
-    same_language: bool | None
-
-
-@dataclass(frozen=True, slots=True)
-class RelatedItem:
-    """One ranked related publication."""
-
-    id: str
-    title: str
-    language: str | None
-    type: str | None
-    published: str | None
-    url: str | None
-    score: float
-    rank: int
-    authors: tuple[str, ...] = ()
-    snippet: str = ""
-    is_translation: bool = False
-    translations: tuple[Translation, ...] = ()
-    pinned: bool = False
-    explanation: Explanation | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RelatedResult:
-    """A page of related items; ``reason`` says why it is empty."""
-
-    items: list[RelatedItem]
-    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,3 +454,17 @@ def load_recommender(index_dir: Path, expected_model: str | None = None, encoder
     publications = load_catalog(catalog).publications
     overrides = load_overrides(Path(index_dir), frozenset(p.id for p in publications))
     return Recommender(publications, index, manifest, overrides, encoder, LanguageCalibration.load(folder))
+
+
+__all__ = [
+    "EncoderUnavailableError",
+    "Explanation",
+    "Recommender",
+    "RelatedItem",
+    "RelatedResult",
+    "TextTooLongError",
+    "Translation",
+    "UnknownPublicationError",
+    "load_recommender",
+    "snippet",
+]

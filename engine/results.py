@@ -1,0 +1,74 @@
+"""What a related-items query returns, and the errors it can raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class UnknownPublicationError(KeyError):
+    """No publication with this id in the index."""
+
+    def __init__(self, publication_id: str) -> None:
+        self.publication_id = publication_id
+        super().__init__(publication_id)
+
+    def __str__(self) -> str:
+        return f"publication {self.publication_id!r} not found"
+
+
+class TextTooLongError(ValueError):
+    """A free-text query over the documented limits (HTTP maps it to 413)."""
+
+
+class EncoderUnavailableError(RuntimeError):
+    """A free-text query reached a recommender loaded without a model."""
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """Another language version of a publication."""
+
+    id: str
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an item is in the list, and the parts of its position."""
+
+    shared_topics: tuple[str, ...]
+    shared_authors: tuple[str, ...]
+    shared_terms: tuple[str, ...]
+    similarity: float
+    calibrated: float  # the ranking key: the cosine as a z-score within the item's language
+    redundancy: float  # max cosine to items ranked above it (what MMR penalises)
+    pinned: bool
+    same_language: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedItem:
+    """One ranked related publication."""
+
+    id: str
+    title: str
+    language: str | None
+    type: str | None
+    published: str | None
+    url: str | None
+    score: float
+    rank: int
+    authors: tuple[str, ...] = ()
+    snippet: str = ""
+    is_translation: bool = False
+    translations: tuple[Translation, ...] = ()
+    pinned: bool = False
+    explanation: Explanation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedResult:
+    """A page of related items; ``reason`` says why it is empty."""
+
+    items: list[RelatedItem]
+    reason: str | None = None
