@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,16 @@ class LoadResult:
     errors: list[CatalogError]
 
 
+@lru_cache(maxsize=1024)
+def known_language(code: str) -> bool:
+    """Whether the primary subtag is an ISO 639-1 or ISO 639-3 code (pycountry's tables)."""
+    import pycountry
+
+    primary = code.split("-", 1)[0]
+    lookup = {"alpha_2": primary} if len(primary) == 2 else {"alpha_3": primary}
+    return pycountry.languages.get(**lookup) is not None
+
+
 def parse_record(record: Any, source: str, line: int) -> Publication:
     """Validate one decoded record and turn it into a :class:`Publication`.
 
@@ -95,7 +106,7 @@ def parse_record(record: Any, source: str, line: int) -> Publication:
     if not title and not abstract:
         raise CatalogError(source, line, "title/abstract", "both are empty; give a title or an abstract")
     language = values["language"]
-    if language is not None and not _LANGUAGE.match(language):
+    if language is not None and not (_LANGUAGE.match(language) and known_language(language)):
         raise CatalogError(source, line, "language", f"{language!r} is not an ISO 639 code such as 'en' or 'ary'")
     published = record.get("published")
     if published is not None and published != "":

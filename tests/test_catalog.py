@@ -43,6 +43,8 @@ def test_valid_catalog_keeps_fields_and_unknown_metadata(tmp_path: Path) -> None
         ('{"id": "x", "abstract": "t", "topics": [1, 2]}', "topics", "list of strings"),
         ('{"id": "x", "abstract": ["t"]}', "abstract", "must be a string"),
         ('{"id": "x", "abstract": "t", "language": "English"}', "language", "ISO 639"),
+        ('{"id": "x", "abstract": "t", "language": "xx"}', "language", "ISO 639"),
+        ('{"id": "x", "abstract": "t", "language": "qqq-FR"}', "language", "ISO 639"),
     ],
 )
 def test_bad_line_names_line_and_field(tmp_path: Path, line: str, field: str, fragment: str) -> None:
