@@ -40,8 +40,6 @@ _MMR_POOL_FACTOR = 3
 # Collapsing translations: fetch enough for groups of up to three versions to leave one each.
 _COLLAPSE_POOL_FACTOR = 3
 SNIPPET_CHARS = 220
-# One stand-in publication per language, to ask the ranking key what an unseen item could score.
-_LANGUAGE_PROBES: dict[str | None, Publication] = {}
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
 MAX_EXAMPLES = 50
@@ -306,7 +304,7 @@ class Recommender:
         pinned = []
         for p in pins:
             similarity = float(seed.vector @ self.index.vector(p.id))
-            pinned.append(_Candidate(p, similarity, calibrated(p, similarity), pinned=True))
+            pinned.append(_Candidate(p, similarity, calibrated(p.language, similarity), pinned=True))
         rows = [*pinned, *ranked]
         page = rows[query.offset : query.offset + query.k]
         items = [self._item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
@@ -324,7 +322,7 @@ class Recommender:
         shown: set[str],
         seed: _Seed,
         keep: Callable[[Publication], bool],
-        calibrated: Callable[[Publication, float], float],
+        calibrated: Callable[[str | None, float], float],
     ) -> list[_Candidate]:
         """One entry per translation group, at the rank of its best version; shown in the reader's language
         (the query's) when the group has an allowed version in it. ``shown`` carries groups across blocks."""
@@ -340,19 +338,19 @@ class Recommender:
                         version = self.publications[member]
                         if version.language == seed.language and keep(version):
                             similarity = float(seed.vector @ self.index.vector(member))
-                            candidate = _Candidate(version, similarity, calibrated(version, similarity))
+                            candidate = _Candidate(version, similarity, calibrated(version.language, similarity))
                             break
             kept.append(candidate)
         return kept
 
-    def _calibrated_key(self, vector: np.ndarray) -> Callable[[Publication, float], float]:
-        """The ranking key of an item given its cosine: the per-language z-score, or the cosine itself."""
+    def _calibrated_key(self, vector: np.ndarray) -> Callable[[str | None, float], float]:
+        """The ranking key of an item of a language given its cosine: the per-language z-score, or the cosine."""
         if self.calibration is None:
-            return lambda p, similarity: similarity
+            return lambda language, similarity: similarity
         table = self.calibration.scorer(vector)
 
-        def key(p: Publication, similarity: float) -> float:
-            mean, std = table.get(p.language, table[None])
+        def key(language: str | None, similarity: float) -> float:
+            mean, std = table.get(language, table[None])
             return (similarity - mean) / std
 
         return key
@@ -362,7 +360,7 @@ class Recommender:
         vector: np.ndarray,
         keep: Callable[[Publication], bool],
         n: int,
-        key: Callable[[Publication, float], float],
+        key: Callable[[str | None, float], float],
     ) -> list[_Candidate]:
         """The ``n`` best publications by ``key`` that pass ``keep``.
 
@@ -372,11 +370,10 @@ class Recommender:
         """
         # Calibrated keys reorder across languages, so start wider: one search instead of two or three.
         fetch = (4 * n if self.calibration is not None else n) + _CANDIDATE_MARGIN
-        languages = self._languages
         while True:
             hits = self.index.search(vector, fetch)[0]
             kept = [
-                _Candidate(self.publications[i], s, key(self.publications[i], s))
+                _Candidate(self.publications[i], s, key(self.publications[i].language, s))
                 for i, s in hits
                 if keep(self.publications[i])
             ]
@@ -384,9 +381,7 @@ class Recommender:
             if fetch >= len(self.index) or not hits:
                 return kept[:n]
             floor = hits[-1][1]
-            best_unseen = max(
-                key(_LANGUAGE_PROBES.setdefault(lang, Publication("", "x", language=lang)), floor) for lang in languages
-            )
+            best_unseen = max(key(language, floor) for language in self._languages)
             if len(kept) >= n and kept[n - 1].calibrated >= best_unseen:
                 return kept[:n]
             fetch *= 4
