@@ -90,11 +90,7 @@ class EngineHolder:
                 kept = previous.manifest.get("build_id") if previous else None
                 logger.error("reload refused, keeping build %s: %s", kept, self.last_error)
                 raise ReloadError(self.last_error) from exc
-            self._current = fresh  # one reference assignment: requests see the old or the new, never half
-            self.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            self.last_error = None
-            for warning in fresh.overrides.warnings:
-                logger.warning(warning)
+            self._swap_in(fresh)
             report = ReloadReport(
                 build_id=fresh.manifest.get("build_id"),
                 previous_build_id=previous.manifest.get("build_id") if previous else None,
@@ -111,11 +107,17 @@ class EngineHolder:
             report = apply_writes(
                 self.current, self.index_dir, upserts=upserts, deletes=deletes, encoder=self.encoder, cache=self.cache
             )
-            fresh = load_recommender(self.index_dir, self.expected_model, self.encoder)
-            self._current = fresh
-            self.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            self._swap_in(load_recommender(self.index_dir, self.expected_model, self.encoder))
             logger.info("write: %d upserted, %d deleted -> build %s", len(upserts), len(deletes), report.build_id)
             return report
+
+    def _swap_in(self, fresh: Recommender) -> None:
+        """Put ``fresh`` in service (callers hold the lock)."""
+        self._current = fresh  # one reference assignment: requests see the old or the new, never half
+        self.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.last_error = None
+        for warning in fresh.overrides.warnings:
+            logger.warning(warning)
 
     def try_load(self) -> None:
         """Initial load: a failure is logged and reported by ``/ready`` instead of stopping the service."""
