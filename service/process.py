@@ -21,6 +21,7 @@ def free_port() -> int:
 
 
 def start_server(index_dir: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
+    """Start scripts/serve.py on a free loopback port and wait until /ready answers 200."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -38,9 +39,10 @@ def start_server(index_dir: Path, *extra: str, env: dict[str, str] | None = None
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
-    if not wait_until(lambda: fetch_status(base + "/ready") == 200, timeout=90):
+    ready = wait_until(lambda: process.poll() is not None or fetch_status(base + "/ready") == 200, timeout=90)
+    if not ready or process.poll() is not None:
         process.kill()
-        raise RuntimeError(f"serve.py did not become ready on {base}")
+        raise RuntimeError(f"serve.py did not become ready on {base} (exit code {process.poll()})")
     return {"process": process, "base": base}
 
 

@@ -98,13 +98,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Iterator[dic
     host = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     host_origin = f"http://127.0.0.1:{host.server_address[1]}"
     threading.Thread(target=host.serve_forever, daemon=True).start()
-    os.environ["RCE_CORS_ORIGINS"] = json.dumps([host_origin])
+    server = Server(folder / "index", "--no-model", env={"RCE_CORS_ORIGINS": json.dumps([host_origin])})
     try:
-        server = Server(folder / "index", "--no-model")
-    finally:
-        del os.environ["RCE_CORS_ORIGINS"]
-    try:
-        server.wait_ready()
         (host_dir / "article.html").write_text(
             f"""<!doctype html><html><head><meta charset="utf-8"><title>A partner site</title></head>
 <body><h1>An article on a partner site</h1><p>Text of the article.</p>

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -16,7 +12,8 @@ import httpx
 import pytest
 
 from engine import EmbeddingCache, build_index
-from tests.conftest import DEMO_CATALOG, PROJECT_ROOT
+from service.process import start_server, stop_server
+from tests.conftest import DEMO_CATALOG
 
 pytestmark = pytest.mark.model
 SEED = "pcns-plan-b-like-minded-internationalism"
@@ -36,50 +33,17 @@ NEW_ITEM = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
-    """scripts/serve.py in a subprocess on a free port."""
+    """scripts/serve.py as a real process on a free loopback port, ready when constructed."""
 
-    def __init__(self, index_dir: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "scripts/serve.py",
-                "--index-dir",
-                str(index_dir),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                *extra,
-            ],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "RCE_ADMIN_TOKEN": TOKEN, "RCE_WATCH_INTERVAL": "0.2"},
-        )
-
-    def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None:
-                pytest.fail(f"serve.py exited with code {self.process.returncode}")
-            time.sleep(0.2)
-        pytest.fail("serve.py did not become ready in time")
+    def __init__(self, index_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        settings = {"RCE_ADMIN_TOKEN": TOKEN, "RCE_WATCH_INTERVAL": "0.2", **(env or {})}
+        self._server = start_server(index_dir, *extra, env=settings)
+        self.process = self._server["process"]
+        self.base = self._server["base"]
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
+        stop_server(self._server)
 
 
 class RequestLoop(threading.Thread):
@@ -120,7 +84,6 @@ def test_reload_under_load_serves_the_new_item_without_a_failed_request(tmp_path
     build_index([DEMO_CATALOG], index_dir, real_encoder, cache=cache)
     server = Server(index_dir)
     try:
-        server.wait_ready()
         before = httpx.get(f"{server.base}/ready").json()
         assert httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code == 404
         loop = RequestLoop(server.base)
@@ -151,7 +114,6 @@ def test_watch_reloads_a_new_build_by_itself(tmp_path: Path, real_encoder) -> No
     build_index([DEMO_CATALOG], index_dir, real_encoder, cache=cache)
     server = Server(index_dir, "--watch", "--no-model")
     try:
-        server.wait_ready()
         rebuild_with_new_item(tmp_path, index_dir, real_encoder, cache)
         deadline = time.monotonic() + 20
         while httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code != 200:
