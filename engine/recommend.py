@@ -118,9 +118,22 @@ class Recommender:
         """Encode and index publications in memory (evaluation, comparisons); nothing is written."""
         texts = [publication_text(p) for p in publications]
         vectors, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
-        index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
+        return cls.from_vectors(publications, vectors, model=encoder.name, encoder=encoder, calibrate=calibrate)
+
+    @classmethod
+    def from_vectors(
+        cls,
+        publications: Sequence[Publication],
+        vectors: np.ndarray,
+        *,
+        model: str = "in-memory",
+        encoder: Encoder | None = None,
+        calibrate: bool = True,
+    ) -> Recommender:
+        """Index given vectors (one row per publication) in memory, with per-language calibration."""
+        index = VectorIndex(vectors.shape[1], model).build([p.id for p in publications], vectors)
         calibration = LanguageCalibration.fit(vectors, [p.language for p in publications]) if calibrate else None
-        manifest = {"model": encoder.name, "build_id": "in-memory"}
+        manifest = {"model": model, "build_id": "in-memory"}
         return cls(publications, index, manifest, encoder=encoder, calibration=calibration)
 
     def __len__(self) -> int:

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import EmbeddingCache, EngineRanker, Recommender, VectorIndex, evaluate_system, get_settings, open_encoder
+from engine import EmbeddingCache, EngineRanker, Recommender, evaluate_system, get_settings, open_encoder
 from engine.adapter import AdapterConfig, apply_adapter, center, language_means, load_adapter, train_adapter
 from engine.baselines import bm25_ranker
-from engine.calibrate import LanguageCalibration
 from engine.catalog import Publication, load_catalog
 from engine.embed import Encoder, encode_cached
 from engine.evaluate import FusionRanker, Ranker
@@ -53,13 +52,6 @@ class CollapseRanker:
             return []
         vectors = np.stack([self.inner.recommender.index.vector(i) for i in ids])
         return [ids[i] for i in collapse_near_duplicates(ids, vectors, self.threshold)][:k]
-
-
-def recommender(data: DataSet, vectors: np.ndarray, calibrate: bool) -> Recommender:
-    pubs = data.publications
-    index = VectorIndex(vectors.shape[1], "attempt").build([p.id for p in pubs], vectors)
-    calibration = LanguageCalibration.fit(vectors, [p.language for p in pubs]) if calibrate else None
-    return Recommender(pubs, index, {}, calibration=calibration)
 
 
 def measure(data: DataSet, ranker: Ranker) -> dict[str, float]:
@@ -129,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     def engine(
         vectors: Callable[[DataSet], np.ndarray], calibrate: bool = True, **options: object
     ) -> Callable[[DataSet], Ranker]:
-        return lambda d: EngineRanker(recommender(d, vectors(d), calibrate), **options)
+        return lambda d: EngineRanker(
+            Recommender.from_vectors(d.publications, vectors(d), calibrate=calibrate), **options
+        )
 
     attempts: list[tuple[str, str, Callable[[DataSet], Ranker]]] = [
         ("USE base, cosine (as first built)", "reference", engine(lambda d: d.base, False)),
