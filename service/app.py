@@ -91,6 +91,10 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     admin = require_admin(active)
     not_found = {404: {"model": ErrorResponse, "description": "unknown publication id"}}
     unavailable = {503: {"model": ErrorResponse, "description": "no index loaded yet"}}
+    admin_errors = {
+        401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
+        403: {"model": ErrorResponse, "description": "admin endpoints and writes disabled (no token configured)"},
+    }
 
     @app.get("/health", response_model=HealthResponse)
     def health() -> HealthResponse:
@@ -195,8 +199,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         "/admin/reload",
         response_model=ReloadResponse,
         responses={
-            401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
-            403: {"model": ErrorResponse, "description": "admin endpoints disabled (no token configured)"},
+            **admin_errors,
             409: {"model": ErrorResponse, "description": "the new index was refused; the old one is still served"},
         },
         dependencies=[Depends(admin)],
@@ -210,9 +213,8 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         return ReloadResponse(**{**asdict(report), "warnings": list(report.warnings)})
 
     write_errors = {
+        **admin_errors,
         400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
-        401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
-        403: {"model": ErrorResponse, "description": "writes disabled (no token configured)"},
         503: {"model": ErrorResponse, "description": "no index or no model loaded"},
     }
 
