@@ -23,6 +23,8 @@ from engine.catalog import CatalogError, Publication, catalog_hash, load_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached
 from engine.index import MANIFEST_FILE, IndexLoadError, VectorIndex
 from engine.models import sha256_file
+from engine.neighbours import DEFAULT_SIZE, NeighbourLists
+from engine.settings import available_cores
 from engine.text import publication_text
 
 CURRENT = "current"
@@ -61,11 +63,13 @@ def build_index(
     skip_invalid: bool = False,
     show_progress: bool = False,
     calibrate: bool = True,
+    neighbours: int = DEFAULT_SIZE,
 ) -> BuildReport:
     """Build an index of the catalogs into a new build folder of ``index_dir`` and make it current.
 
     Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written.
-    ``calibrate`` stores per-language statistics so queries rank by per-language z-scores (engine/calibrate.py).
+    ``calibrate`` stores per-language statistics so queries rank by per-language z-scores (engine/calibrate.py);
+    ``neighbours`` is the length of the precomputed neighbour lists (engine/neighbours.py; 0 for none).
     """
     started = time.perf_counter()
     loaded = load_catalog(list(catalog_paths), skip_invalid=skip_invalid)
@@ -77,8 +81,26 @@ def build_index(
     vectors, encoded = encode_cached(encoder, texts, cache, languages=languages, show_progress=show_progress)
     index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
     calibration = LanguageCalibration.fit(vectors, languages) if calibrate else None
+    lists = None
+    if neighbours > 0:
+        ids = [p.id for p in publications]
+        lists = NeighbourLists.compute(
+            index,
+            ids,
+            vectors,
+            languages,
+            calibration,
+            size=neighbours,
+            threads=available_cores(),
+            show_progress=show_progress,
+        )
     build_dir = write_build(
-        index_dir, index, publications, sources=[str(p) for p in catalog_paths], calibration=calibration
+        index_dir,
+        index,
+        publications,
+        sources=[str(p) for p in catalog_paths],
+        calibration=calibration,
+        neighbours=lists,
     )
     return BuildReport(
         items=len(publications),
@@ -97,6 +119,7 @@ def write_build(
     *,
     sources: Sequence[str] = (),
     calibration: LanguageCalibration | None = None,
+    neighbours: NeighbourLists | None = None,
 ) -> Path:
     """Save ``index`` and its catalog as a new build and flip ``current`` to it; return the build folder."""
     builds = index_dir / BUILDS
@@ -116,6 +139,8 @@ def write_build(
         write_catalog(publications, staging / CATALOG_FILE)
         if calibration is not None:
             calibration.save(staging)
+        if neighbours is not None:
+            neighbours.save(staging)
         _record_checksums(staging)
         _fsync_tree(staging)
         final = builds / build_id

@@ -83,6 +83,31 @@ class LanguageCalibration:
         table[None] = table.get(_UNKNOWN, (float(means[0]), float(spreads[0])))
         return table
 
+    def column_of(self, language: str | None) -> int:
+        """The column of ``language`` in :meth:`statistics_matrix` (column 0 serves unknown languages)."""
+        row = self._row.get(language or _UNKNOWN)
+        return 0 if row is None or not language else row
+
+    def statistics_matrix(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`scorer` for many queries at once: means and standard deviations, (queries, columns) each.
+
+        Column 0 answers for items of unknown language, column ``i`` for ``languages[i - 1]``.
+        """
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        means = queries @ self._means32.T
+        spreads = np.stack([np.einsum("bd,bd->b", queries @ c, queries) for c in self._covariances32], axis=1)
+        spreads = np.sqrt(np.maximum(spreads, 1e-12))
+        weights = (self.counts / (self.counts + SHRINKAGE))[1:].astype(np.float32)
+        language_means = weights * means[:, 1:] + (1 - weights) * means[:, :1]
+        language_spreads = weights * spreads[:, 1:] + (1 - weights) * spreads[:, :1]
+        unknown = self._row.get(_UNKNOWN)
+        first_means = language_means[:, unknown - 1 : unknown] if unknown else means[:, :1]
+        first_spreads = language_spreads[:, unknown - 1 : unknown] if unknown else spreads[:, :1]
+        return (
+            np.concatenate([first_means, language_means], axis=1),
+            np.concatenate([first_spreads, language_spreads], axis=1),
+        )
+
     def save(self, folder: Path) -> None:
         """Write ``calibration.npz`` (plain arrays, no pickle)."""
         np.savez(

@@ -143,24 +143,39 @@ class VectorIndex:
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` nearest ids for each query row, best first, as ``(id, cosine)`` pairs."""
+        scores, numbers = self.search_numbers(queries, k)
+        results = []
+        for row_scores, row_numbers in zip(scores.tolist(), numbers.tolist(), strict=True):
+            # FAISS pads with -1 when it finds fewer than k; tombstones have no key any more.
+            hits = [(self._key_of[n], s) for s, n in zip(row_scores, row_numbers, strict=True) if n in self._key_of]
+            results.append(hits[:k])
+        return results
+
+    def search_numbers(self, queries: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """The raw answer for batch jobs: cosines and internal numbers per query row, best first.
+
+        Numbers are those of :meth:`numbers_of`; ``-1`` marks padding. Removed items of an HNSW graph
+        (tombstones) still appear, under numbers no live key has, so rows hold extra columns for them.
+        """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         matrix = _as_matrix(np.atleast_2d(queries), self.dimension)
         k = min(k, len(self))
         if k == 0:
-            return [[] for _ in range(len(matrix))]
+            return np.empty((len(matrix), 0), np.float32), np.empty((len(matrix), 0), np.int64)
         tombstones = int(self._index.ntotal) - len(self)
-        # One thread per query: a request-serving process must not fan out over all cores per call.
-        faiss.omp_set_num_threads(1)
-        scores, numbers = self._index.search(matrix, min(k + tombstones, int(self._index.ntotal)))
-        results = []
-        for row_scores, row_numbers in zip(scores, numbers, strict=True):
-            # FAISS pads with -1 when it finds fewer than k; tombstones have no key any more.
-            hits = [
-                (self._key_of[n], float(s)) for s, n in zip(row_scores, row_numbers, strict=True) if n in self._key_of
-            ]
-            results.append(hits[:k])
-        return results
+        # One thread per query: a request-serving process must not fan out over all cores per call;
+        # batch jobs (neighbour lists) ask for more and the setting is put back.
+        faiss.omp_set_num_threads(threads)
+        try:
+            scores, numbers = self._index.search(matrix, min(k + tombstones, int(self._index.ntotal)))
+        finally:
+            faiss.omp_set_num_threads(1)
+        return scores, numbers
+
+    def numbers_of(self, keys: Sequence[str]) -> np.ndarray:
+        """The internal numbers of ``keys`` (as in :meth:`search_numbers`)."""
+        return np.fromiter((self._row_of[key] for key in keys), dtype=np.int64, count=len(keys))
 
     def save(self, folder: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the FAISS file, the id map and ``manifest.json`` into ``folder``; return the manifest."""
@@ -216,5 +231,7 @@ class VectorIndex:
             faiss.downcast_index(raw.index).hnsw.efSearch = HNSW_EF_SEARCH
         index._key_of = {int(n): key for n, key in pairs}
         index._row_of = {key: int(n) for n, key in pairs}
-        index._next = max(index._key_of, default=-1) + 1
+        # Tombstones keep their numbers inside the FAISS file: new items must not reuse them.
+        stored = faiss.vector_to_array(raw.id_map)
+        index._next = int(max(max(index._key_of, default=-1), stored.max(initial=-1))) + 1
         return index, manifest

@@ -15,10 +15,12 @@ import numpy as np
 
 from engine.build import CATALOG_FILE, resolve_build, verify_build
 from engine.calibrate import LanguageCalibration
+from engine.candidates import Candidate, CandidateSearch, Key
 from engine.catalog import Publication, load_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached, encode_documents, normalize
 from engine.explain import TermStatistics, shared_values, terms_of
 from engine.index import IndexLoadError, VectorIndex
+from engine.neighbours import NeighbourLists
 from engine.overrides import Overrides, load_overrides
 from engine.query import InvalidQueryError, RelatedQuery
 from engine.rerank import keep_min_score, mmr_order
@@ -33,8 +35,6 @@ from engine.results import (
 )
 from engine.text import publication_text
 
-# Extra candidates fetched beyond what is needed before filtering; grown when filters remove many.
-_CANDIDATE_MARGIN = 20
 # With diversity on, MMR chooses among this many times the needed number of candidates.
 _MMR_POOL_FACTOR = 3
 # Collapsing translations: fetch enough for groups of up to three versions to leave one each.
@@ -48,17 +48,6 @@ _UNLIKE_WEIGHT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
-class _Candidate:
-    """An item on its way into a list."""
-
-    publication: Publication
-    similarity: float
-    calibrated: float
-    redundancy: float = 0.0
-    pinned: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class _Seed:
     """What a query is related to: a vector plus what is known about its source."""
 
@@ -66,6 +55,7 @@ class _Seed:
     language: str | None
     excluded: frozenset[str]
     group: frozenset[str]  # ids that are versions of the query itself
+    source: str | None = None  # the catalog item the vector belongs to (its neighbour list may answer)
     pins: tuple[str, ...] = ()
     topics: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
@@ -83,6 +73,7 @@ class Recommender:
         overrides: Overrides | None = None,
         encoder: Encoder | None = None,
         calibration: LanguageCalibration | None = None,
+        neighbours: NeighbourLists | None = None,
     ) -> None:
         self.publications = {p.id: p for p in publications}
         missing = [p for p in self.publications if p not in index]
@@ -96,7 +87,12 @@ class Recommender:
         self.overrides = overrides or Overrides()
         self.encoder = encoder
         self.calibration = calibration
-        self._languages = frozenset(p.language for p in publications)
+        if neighbours is not None and (
+            len(neighbours) != len(self.publications) or any(i not in self.publications for i in neighbours.ids)
+        ):
+            raise IndexLoadError("the neighbour lists do not match the catalog of the build; rebuild the index")
+        self.neighbours = neighbours
+        self._search = CandidateSearch(index, self.publications, calibration, neighbours)
         self._groups: dict[str, list[str]] = defaultdict(list)
         for p in publications:
             if p.group:
@@ -199,6 +195,7 @@ class Recommender:
             language=publication.language,
             excluded=frozenset([publication_id]) if query.include_translations else group,
             group=group,
+            source=publication_id,
             pins=self.overrides.pinned.get(publication_id, ()),
             topics=publication.topics,
             authors=publication.authors,
@@ -276,7 +273,7 @@ class Recommender:
     def _rank(self, seed: _Seed, query: RelatedQuery) -> RelatedResult:
         banned = self.overrides.banned
         same_only = query.language_policy == "same" and seed.language is not None
-        calibrated = self._calibrated_key(seed.vector)
+        calibrated = self._search.key(seed.vector)
 
         def allowed(p: Publication) -> bool:
             return (
@@ -292,9 +289,11 @@ class Recommender:
         need = query.offset + query.k
         pool_size = need * _MMR_POOL_FACTOR if query.diversity > 0 else need
 
-        def ranked_block(keep: Callable[[Publication], bool]) -> list[_Candidate]:
+        def ranked_block(keep: Callable[[Publication], bool]) -> list[Candidate]:
             size = pool_size * _COLLAPSE_POOL_FACTOR if query.collapse_translations else pool_size
-            pool = self._candidates(seed.vector, lambda p: keep(p) and p.id not in pinned_ids, size, calibrated)
+            pool = self._search.best(
+                seed.vector, lambda p: keep(p) and p.id not in pinned_ids, size, calibrated, seed.source
+            )
             if query.collapse_translations:
                 pool = self._one_per_group(pool, shown_groups, seed, keep, calibrated)
             if not pool or query.diversity <= 0:
@@ -317,7 +316,7 @@ class Recommender:
         pinned = []
         for p in pins:
             similarity = float(seed.vector @ self.index.vector(p.id))
-            pinned.append(_Candidate(p, similarity, calibrated(p.language, similarity), pinned=True))
+            pinned.append(Candidate(p, similarity, calibrated(p.language, similarity), pinned=True))
         rows = [*pinned, *ranked]
         page = rows[query.offset : query.offset + query.k]
         items = [self._item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
@@ -331,12 +330,12 @@ class Recommender:
 
     def _one_per_group(
         self,
-        pool: list[_Candidate],
+        pool: list[Candidate],
         shown: set[str],
         seed: _Seed,
         keep: Callable[[Publication], bool],
-        calibrated: Callable[[str | None, float], float],
-    ) -> list[_Candidate]:
+        calibrated: Key,
+    ) -> list[Candidate]:
         """One entry per translation group, at the rank of its best version; shown in the reader's language
         (the query's) when the group has an allowed version in it. ``shown`` carries groups across blocks."""
         kept = []
@@ -351,55 +350,12 @@ class Recommender:
                         version = self.publications[member]
                         if version.language == seed.language and keep(version):
                             similarity = float(seed.vector @ self.index.vector(member))
-                            candidate = _Candidate(version, similarity, calibrated(version.language, similarity))
+                            candidate = Candidate(version, similarity, calibrated(version.language, similarity))
                             break
             kept.append(candidate)
         return kept
 
-    def _calibrated_key(self, vector: np.ndarray) -> Callable[[str | None, float], float]:
-        """The ranking key of an item of a language given its cosine: the per-language z-score, or the cosine."""
-        if self.calibration is None:
-            return lambda language, similarity: similarity
-        table = self.calibration.scorer(vector)
-
-        def key(language: str | None, similarity: float) -> float:
-            mean, std = table.get(language, table[None])
-            return (similarity - mean) / std
-
-        return key
-
-    def _candidates(
-        self,
-        vector: np.ndarray,
-        keep: Callable[[Publication], bool],
-        n: int,
-        key: Callable[[str | None, float], float],
-    ) -> list[_Candidate]:
-        """The ``n`` best publications by ``key`` that pass ``keep``.
-
-        The index returns items by cosine; the search widens until no unseen item can beat the n-th best
-        key: an unseen item has a cosine at most the last one returned, and ``key`` grows with the cosine
-        within each language, so the best it could reach is the key of that cosine in each language.
-        """
-        # Calibrated keys reorder across languages, so start wider: one search instead of two or three.
-        fetch = (4 * n if self.calibration is not None else n) + _CANDIDATE_MARGIN
-        while True:
-            hits = self.index.search(vector, fetch)[0]
-            kept = [
-                _Candidate(self.publications[i], s, key(self.publications[i].language, s))
-                for i, s in hits
-                if keep(self.publications[i])
-            ]
-            kept.sort(key=lambda c: c.calibrated, reverse=True)
-            if fetch >= len(self.index) or not hits:
-                return kept[:n]
-            floor = hits[-1][1]
-            best_unseen = max(key(language, floor) for language in self._languages)
-            if len(kept) >= n and kept[n - 1].calibrated >= best_unseen:
-                return kept[:n]
-            fetch *= 4
-
-    def _item(self, seed: _Seed, query: RelatedQuery, candidate: _Candidate, rank: int) -> RelatedItem:
+    def _item(self, seed: _Seed, query: RelatedQuery, candidate: Candidate, rank: int) -> RelatedItem:
         p, score, pinned = candidate.publication, candidate.similarity, candidate.pinned
         explanation = None
         if query.explain:
@@ -461,7 +417,8 @@ def load_recommender(index_dir: Path, expected_model: str | None = None, encoder
         raise IndexLoadError(f"{catalog} is missing; rebuild the index with scripts/build_index.py")
     publications = load_catalog(catalog).publications
     overrides = load_overrides(Path(index_dir), frozenset(p.id for p in publications))
-    return Recommender(publications, index, manifest, overrides, encoder, LanguageCalibration.load(folder))
+    calibration, neighbours = LanguageCalibration.load(folder), NeighbourLists.load(folder)
+    return Recommender(publications, index, manifest, overrides, encoder, calibration, neighbours)
 
 
 __all__ = [

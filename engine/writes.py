@@ -16,10 +16,16 @@ from engine.build import write_build
 from engine.calibrate import LanguageCalibration
 from engine.catalog import Publication
 from engine.embed import EmbeddingCache, Encoder, encode_cached
+from engine.neighbours import NeighbourLists
 from engine.recommend import EncoderUnavailableError, Recommender, UnknownPublicationError
+from engine.settings import available_cores
 from engine.text import publication_text
 
 MAX_WRITE_ITEMS = 100
+# Neighbour lists are recomputed for the whole catalog (calibration is refitted on every write), which
+# takes about 0.25 ms an item here: above this size a write's build goes without them (live search,
+# the same answers) until the next scripts/build_index.py run.
+WRITE_NEIGHBOURS_LIMIT = 20_000
 
 
 class WriteRejectedError(ValueError):
@@ -65,10 +71,18 @@ def apply_writes(
     if not publications:
         raise WriteRejectedError("a write may not remove every publication; build an index from a catalog instead")
     ordered = list(publications.values())
-    calibration = None
-    if recommender.calibration is not None:
-        calibration = LanguageCalibration.fit(index.vectors([p.id for p in ordered]), [p.language for p in ordered])
-    folder = write_build(Path(index_dir), index, ordered, sources=["api"], calibration=calibration)
+    ids, languages = [p.id for p in ordered], [p.language for p in ordered]
+    vectors = index.vectors(ids)
+    calibration = LanguageCalibration.fit(vectors, languages) if recommender.calibration is not None else None
+    neighbours = None
+    if recommender.neighbours is not None and len(ordered) <= WRITE_NEIGHBOURS_LIMIT:
+        size = recommender.neighbours.requested_size
+        neighbours = NeighbourLists.compute(
+            index, ids, vectors, languages, calibration, size=size, threads=available_cores()
+        )
+    folder = write_build(
+        Path(index_dir), index, ordered, sources=["api"], calibration=calibration, neighbours=neighbours
+    )
     return WriteReport(folder.name, tuple(p.id for p in upserts), tuple(deletes), len(ordered))
 
 

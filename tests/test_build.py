@@ -17,7 +17,13 @@ def test_build_writes_a_current_build_with_manifest_and_catalog(small_index: Pat
     current = small_index / "current"
     assert current.is_symlink()
     build = resolve_build(small_index)
-    assert {p.name for p in build.iterdir()} == {"vectors.faiss", "ids.json", "manifest.json", "catalog.jsonl"}
+    assert {p.name for p in build.iterdir()} == {
+        "vectors.faiss",
+        "ids.json",
+        "manifest.json",
+        "catalog.jsonl",
+        "neighbours.npz",
+    }
     manifest = load_recommender(small_index).manifest
     assert manifest["model"] == "fake@1" and manifest["count"] == len(SMALL_CATALOG)
     assert len(manifest["catalog_hash"]) == 64

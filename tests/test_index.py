@@ -126,3 +126,18 @@ def test_auto_kind_picks_flat_for_small_indexes() -> None:
     assert index.kind == "flat"
     with pytest.raises(ValueError, match="index kind"):
         VectorIndex(8, "m", kind="ivf")
+
+
+def test_items_added_after_a_reload_do_not_take_a_tombstone_number(tmp_path: Path) -> None:
+    vectors = np.eye(4, dtype=np.float32)
+    index = VectorIndex(4, "m", kind="hnsw").build(["a", "b", "c"], vectors[:3])
+    index.remove(["c"])  # the highest number becomes a tombstone inside the HNSW graph
+    index.save(tmp_path)
+    loaded, _ = VectorIndex.load(tmp_path)
+    loaded.add(["d"], vectors[3:])
+    # Had "d" reused c's number, c's vector would be found under d's id with cosine 1.
+    hits = loaded.search(vectors[2], 3)[0]
+    assert all(not (key == "d" and score > 0.5) for key, score in hits)
+    assert loaded.search(vectors[3], 1)[0][0][0] == "d"
+    scores, numbers = loaded.search_numbers(vectors[3], 1)
+    assert numbers[0][0] == loaded.numbers_of(["d"])[0]
