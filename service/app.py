@@ -7,18 +7,19 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from pydantic import ValidationError
 
 from engine import EmbeddingCache, Recommender, RelatedQuery, Settings, expected_model_name, get_settings, open_encoder
 from engine.browse import MAX_LIMIT, browse
 from engine.catalog import CatalogError, parse_record
-from engine.query import MAX_K, MAX_OFFSET
+from engine.query import MAX_OFFSET
 from engine.recommend import RelatedResult
 from engine.runtime import EngineHolder, ReloadError
 from service.errors import register_error_handlers
@@ -30,16 +31,16 @@ from service.schemas import (
     PublicationOut,
     PublicationSummary,
     ReadyResponse,
+    RelatedParams,
     RelatedRequest,
     RelatedResponse,
     ReloadResponse,
     WriteResponse,
+    query_parameters,
 )
 from service.web import install_web
 
 logger = logging.getLogger("service")
-# Dates are ISO YYYY-MM-DD strings (the engine checks they exist): no lenient parsing of "0" as 1970-01-01.
-DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
 def create_app(settings: Settings | None = None, holder: EngineHolder | None = None) -> FastAPI:
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         "/publications/{publication_id:path}/related",
         response_model=RelatedResponse,
         responses={**not_found, **unavailable},
+        openapi_extra=RELATED_PARAMETERS,
     )
     async def related(
         publication_id: str,
@@ -142,6 +144,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
             413: {"model": ErrorResponse, "description": "text over the limit"},
         },
+        openapi_extra=RELATED_PARAMETERS,
     )
     def related_to_draft(
         body: RelatedRequest,
@@ -273,49 +276,49 @@ async def get_holder(request: Request) -> EngineHolder:
     return request.app.state.holder
 
 
-async def get_recommender(holder: Annotated[EngineHolder, Depends(get_holder)]) -> Recommender:
+async def get_recommender(request: Request) -> Recommender:
     """Dependency: the recommender in service for this whole request (a reload cannot swap it mid-request)."""
-    return holder.current
+    return request.app.state.holder.current
 
 
-async def related_query(
-    k: Annotated[int, Query(ge=1, le=MAX_K, description="items per page")] = 10,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip (pagination)")] = 0,
-    language: Annotated[list[str] | None, Query(description="keep only these languages (repeatable)")] = None,
-    language_policy: Annotated[
-        Literal["any", "same", "prefer"],
-        Query(description="any; same = only the query's language; prefer = the query's language first"),
-    ] = "any",
-    types: Annotated[list[str] | None, Query(alias="type", description="keep only these types (repeatable)")] = None,
-    exclude_type: Annotated[list[str] | None, Query(description="drop these types (repeatable)")] = None,
-    published_after: Annotated[str | None, Query(pattern=DATE, description="on or after this date")] = None,
-    published_before: Annotated[str | None, Query(pattern=DATE, description="on or before this date")] = None,
-    include_translations: Annotated[bool, Query(description="keep the query's other language versions")] = False,
-    diversity: Annotated[float, Query(ge=0, le=1, description="MMR trade-off; 0 = off, 1 = novelty only")] = 0.0,
-    min_score: Annotated[float | None, Query(ge=-1, le=1, description="drop items below this similarity")] = None,
-    min_results: Annotated[int, Query(ge=0, le=MAX_K, description="keep at least this many despite min_score")] = 0,
-    explain: Annotated[bool, Query(description="add shared topics, authors, terms and score parts")] = False,
-    collapse_translations: Annotated[
-        bool, Query(description="one entry per publication: its best language version, linking the others")
-    ] = False,
-) -> RelatedQuery:
-    """Dependency: the related-items query parameters, shared by GET and POST."""
+async def related_query(request: Request) -> RelatedQuery:
+    """Dependency: the related-items query parameters, shared by GET and POST.
+
+    Validated in one pass with :class:`RelatedParams` instead of fourteen FastAPI ``Query`` parameters,
+    which cost about 0.3 ms a request here (a quarter of a cold related request); the routes declare the
+    same parameters in OpenAPI through ``openapi_extra``, and errors keep FastAPI's 422 shape.
+    """
+    given = request.query_params
+    data = {
+        name: given.getlist(name) if name in _LIST_PARAMS else given[name]
+        for name in RelatedParams.model_fields
+        if name in given
+    }
+    try:
+        params = RelatedParams.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in errors]) from None
     return RelatedQuery(
-        k=k,
-        offset=offset,
-        languages=tuple(language or ()),
-        language_policy=language_policy,
-        types=tuple(types or ()),
-        exclude_types=tuple(exclude_type or ()),
-        published_after=published_after,
-        published_before=published_before,
-        include_translations=include_translations,
-        diversity=diversity,
-        min_score=min_score,
-        min_results=min_results,
-        explain=explain,
-        collapse_translations=collapse_translations,
+        k=params.k,
+        offset=params.offset,
+        languages=tuple(params.language),
+        language_policy=params.language_policy,
+        types=tuple(params.type),
+        exclude_types=tuple(params.exclude_type),
+        published_after=params.published_after,
+        published_before=params.published_before,
+        include_translations=params.include_translations,
+        diversity=params.diversity,
+        min_score=params.min_score,
+        min_results=params.min_results,
+        explain=params.explain,
+        collapse_translations=params.collapse_translations,
     )
+
+
+_LIST_PARAMS = frozenset(name for name, f in RelatedParams.model_fields.items() if f.annotation == list[str])
+RELATED_PARAMETERS = {"parameters": query_parameters(RelatedParams)}
 
 
 def require_admin(settings: Settings) -> Callable[..., None]:

@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.query import MAX_K, MAX_OFFSET
+
+# Dates are ISO YYYY-MM-DD strings (the engine checks they exist): no lenient parsing of "0" as 1970-01-01.
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+class RelatedParams(BaseModel):
+    """The query parameters of the related-items routes (GET by id and POST for drafts)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    k: int = Field(10, ge=1, le=MAX_K, description="items per page")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="items to skip (pagination)")
+    language: list[str] = Field(default_factory=list, description="keep only these languages (repeatable)")
+    language_policy: Literal["any", "same", "prefer"] = Field(
+        "any", description="any; same = only the query's language; prefer = the query's language first"
+    )
+    type: list[str] = Field(default_factory=list, description="keep only these types (repeatable)")
+    exclude_type: list[str] = Field(default_factory=list, description="drop these types (repeatable)")
+    published_after: str | None = Field(None, pattern=DATE, description="on or after this date")
+    published_before: str | None = Field(None, pattern=DATE, description="on or before this date")
+    include_translations: bool = Field(False, description="keep the query's other language versions")
+    diversity: float = Field(0.0, ge=0, le=1, description="MMR trade-off; 0 = off, 1 = novelty only")
+    min_score: float | None = Field(None, ge=-1, le=1, description="drop items below this similarity")
+    min_results: int = Field(0, ge=0, le=MAX_K, description="keep at least this many despite min_score")
+    explain: bool = Field(False, description="add shared topics, authors, terms and score parts")
+    collapse_translations: bool = Field(
+        False, description="one entry per publication: its best language version, linking the others"
+    )
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI ``parameters`` for a model read from the query string (lists are repeated parameters)."""
+    schema = model.model_json_schema()
+    parameters = []
+    for name, field in schema["properties"].items():
+        description = field.get("description")
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": description,
+                "schema": {k: v for k, v in field.items() if k != "description"},
+            }
+        )
+    return parameters
 
 
 class TranslationOut(BaseModel):

@@ -139,5 +139,5 @@ def test_items_added_after_a_reload_do_not_take_a_tombstone_number(tmp_path: Pat
     hits = loaded.search(vectors[2], 3)[0]
     assert all(not (key == "d" and score > 0.5) for key, score in hits)
     assert loaded.search(vectors[3], 1)[0][0][0] == "d"
-    scores, numbers = loaded.search_numbers(vectors[3], 1)
+    _, numbers = loaded.search_numbers(vectors[3], 1)
     assert numbers[0][0] == loaded.numbers_of(["d"])[0]
