@@ -21,7 +21,7 @@ from pathlib import Path
 from engine.calibrate import LanguageCalibration
 from engine.catalog import CatalogError, Publication, catalog_hash, load_catalog, write_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached
-from engine.index import MANIFEST_FILE, IndexLoadError, VectorIndex
+from engine.index import FORMAT_VERSION, MANIFEST_FILE, IndexLoadError, VectorIndex
 from engine.models import sha256_file
 from engine.neighbours import DEFAULT_SIZE, NeighbourLists
 from engine.settings import available_cores
@@ -43,10 +43,16 @@ class BuildReport:
     seconds: float
     build_dir: Path
     skipped: list[CatalogError] = field(default_factory=list)
+    up_to_date: bool = False  # the current build already holds this catalog: nothing was written
 
     def summary(self) -> str:
         """One line for the end of a build job."""
         skipped = f", {len(self.skipped)} invalid lines skipped" if self.skipped else ""
+        if self.up_to_date:
+            return (
+                f"index up to date: the current build already holds these {self.items} items with this model "
+                f"and options{skipped}; nothing written ({self.seconds:.2f}s) -> {self.build_dir}"
+            )
         rate = self.items / self.seconds if self.seconds > 0 else float("inf")
         return (
             f"indexed {self.items} items ({self.encoded} encoded, {self.cached} from cache{skipped}) "
@@ -64,18 +70,34 @@ def build_index(
     show_progress: bool = False,
     calibrate: bool = True,
     neighbours: int = DEFAULT_SIZE,
+    force: bool = False,
 ) -> BuildReport:
     """Build an index of the catalogs into a new build folder of ``index_dir`` and make it current.
 
     Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written.
     ``calibrate`` stores per-language statistics so queries rank by per-language z-scores (engine/calibrate.py);
     ``neighbours`` is the length of the precomputed neighbour lists (engine/neighbours.py; 0 for none).
+    When the current build already holds the same catalog, model and options (and passes its checksums),
+    nothing is written unless ``force``: the report says ``up_to_date``.
     """
     started = time.perf_counter()
     loaded = load_catalog(list(catalog_paths), skip_invalid=skip_invalid)
     publications = loaded.publications
     if not publications:
         raise CatalogError(str(catalog_paths[0]), 0, "file", "no valid publications; nothing to index")
+    options = {"calibrate": calibrate, "neighbours": neighbours}
+    digest = catalog_hash(publications)
+    current = None if force else _current_build_of(index_dir, encoder.name, digest, options)
+    if current is not None:
+        return BuildReport(
+            items=len(publications),
+            encoded=0,
+            cached=0,
+            seconds=time.perf_counter() - started,
+            build_dir=current,
+            skipped=loaded.errors,
+            up_to_date=True,
+        )
     texts = [publication_text(p) for p in publications]
     languages = [p.language for p in publications]
     vectors, encoded = encode_cached(encoder, texts, cache, languages=languages, show_progress=show_progress)
@@ -101,6 +123,7 @@ def build_index(
         sources=[str(p) for p in catalog_paths],
         calibration=calibration,
         neighbours=lists,
+        options=options,
     )
     return BuildReport(
         items=len(publications),
@@ -120,6 +143,7 @@ def write_build(
     sources: Sequence[str] = (),
     calibration: LanguageCalibration | None = None,
     neighbours: NeighbourLists | None = None,
+    options: dict[str, object] | None = None,
 ) -> Path:
     """Save ``index`` and its catalog as a new build and flip ``current`` to it; return the build folder."""
     builds = index_dir / BUILDS
@@ -134,6 +158,7 @@ def write_build(
                 "build_id": build_id,
                 "catalog_hash": catalog_hash(publications),
                 "catalog_sources": list(sources),
+                "options": options or {},
             },
         )
         write_catalog(publications, staging / CATALOG_FILE)
@@ -151,6 +176,23 @@ def write_build(
     _point_current(index_dir, Path(BUILDS) / build_id)
     _prune(builds, keep=final)
     return final
+
+
+def _current_build_of(index_dir: Path, model: str, digest: str, options: dict[str, object]) -> Path | None:
+    """The current build if it was made from this catalog with this model and options, and is intact."""
+    link = Path(index_dir) / CURRENT
+    if not link.is_dir():
+        return None
+    folder = link.resolve()
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        made_from = [manifest.get(key) for key in ("model", "catalog_hash", "options", "format_version")]
+        if made_from == [model, digest, options, FORMAT_VERSION]:
+            verify_build(folder)
+            return folder
+    except (OSError, ValueError, IndexLoadError):
+        pass  # anything unreadable or damaged: build afresh
+    return None
 
 
 def _record_checksums(folder: Path) -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from engine import CatalogError, EmbeddingCache, ModelNotPreparedError, build_index, get_settings, open_encoder
+from engine.neighbours import DEFAULT_SIZE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +25,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="report bad catalog lines and index the rest (default: stop at the first)",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="write a new build even when the current one holds the same catalog"
+    )
+    parser.add_argument(
+        "--neighbours",
+        type=int,
+        default=DEFAULT_SIZE,
+        help="length of the precomputed neighbour lists; 0 for none (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.neighbours < 0:
+        parser.error(f"--neighbours must be >= 0, got {args.neighbours}")
 
     cache = None if args.no_cache else EmbeddingCache(args.cache_dir / "embeddings.sqlite")
     try:
@@ -37,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             cache=cache,
             skip_invalid=args.skip_invalid,
             show_progress=not args.quiet,
+            neighbours=args.neighbours,
+            force=args.force,
         )
     except CatalogError as exc:
         print(f"error: {exc}\nnothing was written; fix the line or pass --skip-invalid", file=sys.stderr)

@@ -36,14 +36,32 @@ def test_rebuild_of_unchanged_catalog_encodes_nothing_and_one_edit_encodes_one(t
     # t1-en and t1-fr share a text: encoded once, but both counted as not cached
     assert (first.items, first.encoded, first.cached) == (9, 9, 0)
     encoder = FakeEncoder()
+    link = os.readlink(tmp_path / "index" / "current")
     second = build_index([catalog], tmp_path / "index", encoder, cache=cache)
-    assert (second.encoded, second.cached, encoder.encoded_texts) == (0, 9, 0)
+    # The current build holds this catalog already: nothing encoded, nothing written.
+    assert second.up_to_date and (second.encoded, encoder.encoded_texts) == (0, 0)
+    assert os.readlink(tmp_path / "index" / "current") == link and "index up to date" in second.summary()
+    forced = build_index([catalog], tmp_path / "index", encoder, cache=cache, force=True)
+    assert not forced.up_to_date and (forced.encoded, forced.cached, encoder.encoded_texts) == (0, 9, 0)
+    assert os.readlink(tmp_path / "index" / "current") != link
     edited = [*SMALL_CATALOG[:-1], pub("h1", "health youth water", type="video")]
     write_jsonl(catalog, edited)
     third = build_index([catalog], tmp_path / "index", encoder, cache=cache)
     assert (third.encoded, third.cached) == (1, 8)
     assert encoder.calls == [["health youth water"]]
     assert "indexed 9 items (1 encoded, 8 from cache)" in third.summary()
+
+
+def test_up_to_date_needs_the_same_options_and_an_intact_build(tmp_path: Path) -> None:
+    catalog = write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)
+    index_dir = tmp_path / "index"
+    build_index([catalog], index_dir, FakeEncoder())
+    assert build_index([catalog], index_dir, FakeEncoder()).up_to_date
+    assert not build_index([catalog], index_dir, FakeEncoder(), neighbours=0).up_to_date
+    assert not build_index([catalog], index_dir, FakeEncoder(name="fake@2"), neighbours=0).up_to_date
+    (resolve_build(index_dir) / "catalog.jsonl").write_text("damaged", encoding="utf-8")
+    rebuilt = build_index([catalog], index_dir, FakeEncoder(name="fake@2"), neighbours=0)
+    assert not rebuilt.up_to_date and rebuilt.encoded == 9
 
 
 def test_cache_is_keyed_by_model(tmp_path: Path) -> None:
@@ -88,7 +106,7 @@ def test_failed_write_leaves_the_current_index(tmp_path: Path, small_index: Path
 def test_old_builds_are_pruned(tmp_path: Path) -> None:
     catalog = write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)
     for _ in range(5):
-        build_index([catalog], tmp_path / "index", FakeEncoder())
+        build_index([catalog], tmp_path / "index", FakeEncoder(), force=True)
     assert len(list((tmp_path / "index" / "builds").iterdir())) == 3
 
 

@@ -40,7 +40,12 @@ def test_build_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert build_index.main(args) == 0
     assert "indexed 9 items (9 encoded, 0 from cache)" in capsys.readouterr().out
     assert build_index.main(args) == 0
+    assert "index up to date" in capsys.readouterr().out
+    assert build_index.main([*args, "--force", "--neighbours", "3"]) == 0
     assert "indexed 9 items (0 encoded, 9 from cache)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        build_index.main([*args, "--neighbours", "-1"])
+    assert exit_info.value.code == 2 and "--neighbours must be >= 0" in capsys.readouterr().err
 
     assert evaluate.main(["--index-dir", str(tmp_path / "index"), "--json", "--k", "5"]) == 0
     metrics = json.loads(capsys.readouterr().out)
