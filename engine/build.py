@@ -124,6 +124,7 @@ def build_index(
         calibration=calibration,
         neighbours=lists,
         options=options,
+        digest=digest,
     )
     return BuildReport(
         items=len(publications),
@@ -144,8 +145,12 @@ def write_build(
     calibration: LanguageCalibration | None = None,
     neighbours: NeighbourLists | None = None,
     options: dict[str, object] | None = None,
+    digest: str | None = None,
 ) -> Path:
-    """Save ``index`` and its catalog as a new build and flip ``current`` to it; return the build folder."""
+    """Save ``index`` and its catalog as a new build and flip ``current`` to it; return the build folder.
+
+    ``digest`` is the catalog's :func:`catalog_hash` when the caller has it already.
+    """
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     # Microseconds keep ids in build order even for several builds in one second (pruning sorts by id).
@@ -156,7 +161,7 @@ def write_build(
             staging,
             extra={
                 "build_id": build_id,
-                "catalog_hash": catalog_hash(publications),
+                "catalog_hash": digest or catalog_hash(publications),
                 "catalog_sources": list(sources),
                 "options": options or {},
             },
