@@ -70,13 +70,15 @@ def build_index(
     show_progress: bool = False,
     calibrate: bool = True,
     neighbours: int = DEFAULT_SIZE,
+    storage: str = "float32",
     force: bool = False,
 ) -> BuildReport:
     """Build an index of the catalogs into a new build folder of ``index_dir`` and make it current.
 
     Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written.
     ``calibrate`` stores per-language statistics so queries rank by per-language z-scores (engine/calibrate.py);
-    ``neighbours`` is the length of the precomputed neighbour lists (engine/neighbours.py; 0 for none).
+    ``neighbours`` is the length of the precomputed neighbour lists (engine/neighbours.py; 0 for none);
+    ``storage`` ``float16`` halves the memory of the vectors (docs/performance.md has its recall).
     When the current build already holds the same catalog, model and options (and passes its checksums),
     nothing is written unless ``force``: the report says ``up_to_date``.
     """
@@ -85,7 +87,7 @@ def build_index(
     publications = loaded.publications
     if not publications:
         raise CatalogError(str(catalog_paths[0]), 0, "file", "no valid publications; nothing to index")
-    options = {"calibrate": calibrate, "neighbours": neighbours}
+    options = {"calibrate": calibrate, "neighbours": neighbours, "storage": storage}
     digest = catalog_hash(publications)
     current = None if force else _current_build_of(index_dir, encoder.name, digest, options)
     if current is not None:
@@ -101,7 +103,7 @@ def build_index(
     texts = [publication_text(p) for p in publications]
     languages = [p.language for p in publications]
     vectors, encoded = encode_cached(encoder, texts, cache, languages=languages, show_progress=show_progress)
-    index = VectorIndex(encoder.dimension, encoder.name).build([p.id for p in publications], vectors)
+    index = VectorIndex(encoder.dimension, encoder.name, storage=storage).build([p.id for p in publications], vectors)
     calibration = LanguageCalibration.fit(vectors, languages) if calibrate else None
     lists = None
     if neighbours > 0:

@@ -29,6 +29,7 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 IndexKind = str  # "flat" | "hnsw" | "auto"
+STORAGES = ("float32", "float16")
 
 
 class IndexLoadError(RuntimeError):
@@ -45,25 +46,36 @@ def _as_matrix(vectors: np.ndarray, dimension: int) -> np.ndarray:
 class VectorIndex:
     """Exact cosine search over unit vectors, addressed by string ids."""
 
-    def __init__(self, dimension: int, model: str, kind: IndexKind = "auto") -> None:
+    def __init__(self, dimension: int, model: str, kind: IndexKind = "auto", storage: str = "float32") -> None:
         if dimension < 1:
             raise ValueError(f"dimension must be >= 1, got {dimension}")
         if kind not in ("auto", "flat", "hnsw"):
             raise ValueError(f"index kind must be 'auto', 'flat' or 'hnsw', got {kind!r}")
+        if storage not in STORAGES:
+            raise ValueError(f"vector storage must be one of {STORAGES}, got {storage!r}")
         self.dimension = dimension
         self.model = model
         self.requested_kind = kind
+        # float16 halves the memory of the vectors; cosines then carry about 3 significant digits.
+        self.storage = storage
         self._index = self._new_faiss("hnsw" if kind == "hnsw" else "flat")
         self._key_of: dict[int, str] = {}
         self._row_of: dict[str, int] = {}
         self._next = 0
 
     def _new_faiss(self, kind: str) -> faiss.Index:
+        half = self.storage == "float16"
+        inner = faiss.METRIC_INNER_PRODUCT
         if kind == "hnsw":
-            graph = faiss.IndexHNSWFlat(self.dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            if half:
+                graph = faiss.IndexHNSWSQ(self.dimension, faiss.ScalarQuantizer.QT_fp16, HNSW_M, inner)
+            else:
+                graph = faiss.IndexHNSWFlat(self.dimension, HNSW_M, inner)
             graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
             graph.hnsw.efSearch = HNSW_EF_SEARCH
             return faiss.IndexIDMap2(graph)
+        if half:
+            return faiss.IndexIDMap2(faiss.IndexScalarQuantizer(self.dimension, faiss.ScalarQuantizer.QT_fp16, inner))
         return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
 
     @property
@@ -121,7 +133,7 @@ class VectorIndex:
 
     def copy(self) -> VectorIndex:
         """An independent copy (FAISS data included), to change without disturbing readers of this one."""
-        clone = VectorIndex(self.dimension, self.model, self.requested_kind)
+        clone = VectorIndex(self.dimension, self.model, self.requested_kind, self.storage)
         clone._index = faiss.clone_index(self._index)
         if self.kind == "hnsw":
             faiss.downcast_index(clone._index.index).hnsw.efSearch = HNSW_EF_SEARCH
@@ -187,7 +199,8 @@ class VectorIndex:
             "model": self.model,
             "dimension": self.dimension,
             "count": len(self),
-            "index_type": f"IndexIDMap2({'IndexHNSWFlat' if self.kind == 'hnsw' else 'IndexFlatIP'})",
+            "index_type": f"IndexIDMap2({type(faiss.downcast_index(self._index.index)).__name__})",
+            "storage": self.storage,
             "faiss_version": faiss.__version__,
             "build_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             **(extra or {}),
@@ -213,7 +226,10 @@ class VectorIndex:
                 f"the index in {folder} was built with model {model!r}, but the engine uses {expected_model!r}; "
                 "rebuild it with scripts/build_index.py"
             )
-        index = cls(dimension, model)
+        storage = manifest.get("storage", "float32")
+        if storage not in STORAGES:
+            raise IndexLoadError(f"{manifest_path} names an unknown vector storage {storage!r}; rebuild the index")
+        index = cls(dimension, model, storage=storage)
         try:
             raw = faiss.read_index(str(folder / INDEX_FILE))
             pairs = json.loads((folder / IDS_FILE).read_text(encoding="utf-8"))

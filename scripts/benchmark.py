@@ -7,6 +7,7 @@ are shared and noisy. Sections: indexing, incremental, serving, scale (choose wi
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -32,8 +33,10 @@ from engine import (
     load_catalog,
     open_encoder,
 )
+from engine.build import write_build
 from engine.calibrate import LanguageCalibration
 from engine.embed import encode_documents
+from engine.neighbours import NeighbourLists
 from engine.settings import available_cores
 from engine.text import chunk_text, publication_text
 from service.process import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
@@ -184,49 +187,143 @@ def bench_serving(index_dir: Path, seconds: int) -> dict:
     return results
 
 
-def bench_scale(sizes: list[int], queries: int = 200) -> dict:
-    """Synthetic vectors through the index interface: build time, memory, related-by-id latency, recall."""
+def synthetic_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Clustered unit vectors (closer to real embeddings than uniform noise), 512-d like the model's."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(8, n // 200), 512)).astype(np.float32)
+    vectors = centres[rng.integers(0, len(centres), n)]
+    vectors += 0.6 * rng.standard_normal((n, 512), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def bench_scale(sizes: list[int], storages: list[str], queries: int = 200) -> dict:
+    """Synthetic vectors through the index interface: build time, memory, related-by-id latency (live search
+    and precomputed neighbour lists), and the index's recall@10 against exact search."""
     results = {}
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(1)
     for n in sizes:
-        # Clustered unit vectors, closer to real embeddings than uniform noise.
-        centres = rng.standard_normal((max(8, n // 200), 512)).astype(np.float32)
-        vectors = centres[rng.integers(0, len(centres), n)] + 0.6 * rng.standard_normal((n, 512)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = synthetic_vectors(n)
         ids = [f"s{i}" for i in range(n)]
         languages = [("en", "fr", "ar")[i % 3] for i in range(n)]
         pubs = [Publication(i, "t", language=lang) for i, lang in zip(ids, languages, strict=True)]
-        rss_before = current_rss_mb()
-        build_seconds, index = timed(lambda ids=ids, vectors=vectors: VectorIndex(512, "synthetic").build(ids, vectors))
         calibration = LanguageCalibration.fit(vectors, languages)
-        recommender = Recommender(pubs, index, {}, calibration=calibration)
-        memory = current_rss_mb() - rss_before
         sample = rng.choice(n, size=min(queries, n), replace=False)
-        latencies = []
-        for row in sample:
+        truth = exact_top10(vectors, sample)
+        for storage in storages:
+            gc.collect()
+            rss_before = current_rss_mb()
             started = time.perf_counter()
-            recommender.related(ids[row], 10)
-            latencies.append((time.perf_counter() - started) * 1000)
-        exact = vectors[sample] @ vectors.T
-        exact[np.arange(len(sample)), sample] = -np.inf
-        truth = np.argsort(-exact, axis=1)[:, :10]
-        found = index.search(vectors[sample], 11)
-        recall = np.mean(
-            [
-                len({ids[j] for j in truth[q]} & {key for key, _ in found[q] if key != ids[sample[q]]}) / 10
-                for q in range(len(sample))
-            ]
-        )
-        results[str(n)] = {
-            "index": index.kind,
-            "build_s": build_seconds,
-            "memory_mb": memory,
-            "related_p50_ms": float(np.percentile(latencies, 50)),
-            "related_p99_ms": float(np.percentile(latencies, 99)),
-            "search_recall_at_10": float(recall),
-        }
-        del recommender, index, vectors
+            index = VectorIndex(512, "synthetic", storage=storage).build(ids, vectors)
+            build_seconds = time.perf_counter() - started
+            index_mb = current_rss_mb() - rss_before
+            found = index.search(vectors[sample], 11)
+            recall = np.mean(
+                [
+                    len({ids[j] for j in truth[q]} & {key for key, _ in found[q] if key != ids[sample[q]]}) / 10
+                    for q in range(len(sample))
+                ]
+            )
+            live = Recommender(pubs, index, {}, calibration=calibration)
+            row = {
+                "index": index.kind,
+                "storage": storage,
+                "build_s": build_seconds,
+                "index_memory_mb": index_mb,
+                "search_recall_at_10": float(recall),
+                **latency("live_search", live, [ids[i] for i in sample]),
+            }
+            rss_before = current_rss_mb()
+            started = time.perf_counter()
+            lists = NeighbourLists.compute(index, ids, vectors, languages, calibration, threads=available_cores())
+            lists_seconds = time.perf_counter() - started
+            listed = Recommender(pubs, index, {}, calibration=calibration, neighbours=lists)
+            row.update(
+                {
+                    "lists_s": lists_seconds,
+                    "lists_memory_mb": current_rss_mb() - rss_before,
+                    **latency("lists", listed, [ids[i] for i in sample]),
+                }
+            )
+            results[f"{n}-{storage}"] = row
+            del live, listed, lists, index
+        del vectors
     return results
+
+
+def exact_top10(vectors: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    """The exact 10 nearest rows of each sampled row (itself excluded), in blocks to bound memory."""
+    top = []
+    for start in range(0, len(sample), 50):
+        rows = sample[start : start + 50]
+        scores = vectors[rows] @ vectors.T
+        scores[np.arange(len(rows)), rows] = -np.inf
+        best = np.argpartition(-scores, 10, axis=1)[:, :10]
+        top.append(best)
+    return np.concatenate(top)
+
+
+def latency(name: str, recommender: Recommender, ids: list[str]) -> dict:
+    """p50/p99 of related-by-id (k=10) inside the engine, in ms, after one warm-up pass."""
+    for key in ids[:20]:
+        recommender.related(key, 10)
+    times = []
+    for key in ids:
+        started = time.perf_counter()
+        recommender.related(key, 10)
+        times.append((time.perf_counter() - started) * 1000)
+    return {f"{name}_p50_ms": float(np.percentile(times, 50)), f"{name}_p99_ms": float(np.percentile(times, 99))}
+
+
+def bench_memory(index_dir: Path, items: int, seconds: int) -> dict:
+    """Peak RSS of the service (with and without the model) on the demo index and on ``items`` items.
+
+    The large catalog has synthetic texts and vectors written through the engine's own build writer
+    (index, neighbour lists, calibration, checksums), so the service loads it like any build.
+    """
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        large = Path(tmp) / "index"
+        synthetic_build(large, items, model=json.loads((index_dir / "current" / "manifest.json").read_text())["model"])
+        for name, folder in (("demo", index_dir), (f"{items}", large)):
+            for model in (False, True):
+                server = start_server(folder, *([] if model else ["--no-model"]), env={"RCE_RESPONSE_CACHE_SIZE": "0"})
+                try:
+                    ids = [json.loads(line)["id"] for line in (folder / "current" / "catalog.jsonl").open()][:5000]
+                    script = write_rotation_script([f"/publications/{i}/related?k=10" for i in ids])
+                    load = run_wrk(server["base"] + f"/publications/{ids[0]}/related?k=10", seconds, script=script)
+                    results[f"{name}_{'model' if model else 'no_model'}"] = {
+                        "peak_rss_mb": peak_rss_mb(server["process"].pid),
+                        **load,
+                    }
+                finally:
+                    stop_server(server)
+    return results
+
+
+def synthetic_build(index_dir: Path, n: int, model: str) -> None:
+    """A build of ``n`` publications with abstract-sized synthetic texts and clustered vectors."""
+    rng = np.random.default_rng(2)
+    words = [f"word{i}" for i in range(5000)]
+    publications = [
+        Publication(
+            f"pub-{i}",
+            " ".join(rng.choice(words, 10)).capitalize(),
+            " ".join(rng.choice(words, 150)),
+            language=("en", "fr", "ar")[i % 3],
+            type=("policy-paper", "op-ed", "podcast")[i % 3],
+            authors=("A. Author",),
+            published=f"20{10 + i % 15}-0{1 + i % 9}-1{i % 9}",
+            group=f"g{i // 3}",
+        )
+        for i in range(n)
+    ]
+    vectors = synthetic_vectors(n)
+    ids, languages = [p.id for p in publications], [p.language for p in publications]
+    index = VectorIndex(512, model).build(ids, vectors)
+    calibration = LanguageCalibration.fit(vectors, languages)
+    lists = NeighbourLists.compute(index, ids, vectors, languages, calibration, threads=available_cores())
+    write_build(index_dir, index, publications, sources=["synthetic"], calibration=calibration, neighbours=lists)
 
 
 # ----- the bare comparison app -----
@@ -317,15 +414,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen sections, print a summary table and write JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--only", default="indexing,incremental,serving,scale", help="comma-separated sections (default: %(default)s)"
+        "--only",
+        default="indexing,incremental,serving,scale,memory",
+        help="comma-separated sections (default: %(default)s)",
     )
     parser.add_argument("--scale", default="10000,100000", help="synthetic index sizes (add 1000000 for 1M)")
+    parser.add_argument("--storage", default="float32,float16", help="vector storages for --only scale")
+    parser.add_argument("--memory-items", type=int, default=100_000, help="catalog size of the memory section")
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per run (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="small inputs, for a smoke test")
     parser.add_argument("--json", type=Path, default=PROJECT / "var" / "benchmark.json", help="default: %(default)s")
     args = parser.parse_args(argv)
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = sections - {"indexing", "incremental", "serving", "scale"}
+    unknown = sections - {"indexing", "incremental", "serving", "scale", "memory"}
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
     settings = get_settings()
@@ -338,18 +439,23 @@ def main(argv: list[str] | None = None) -> int:
             "model": settings.model,
         }
     }
-    encoder = open_encoder(settings) if sections & {"indexing", "incremental", "serving"} else None
+    encoder = open_encoder(settings) if sections & {"indexing", "incremental", "serving", "memory"} else None
     if "indexing" in sections:
         report["indexing"] = bench_indexing(encoder, args.quick)
     if "incremental" in sections:
         report["incremental"] = bench_incremental(encoder, args.quick)
-    if "serving" in sections:
+    if sections & {"serving", "memory"}:
         with tempfile.TemporaryDirectory() as tmp:
             build_index([PROJECT / "data" / "demo" / "catalog.jsonl"], Path(tmp) / "index", encoder)
-            report["serving"] = bench_serving(Path(tmp) / "index", 2 if args.quick else args.seconds)
+            if "serving" in sections:
+                report["serving"] = bench_serving(Path(tmp) / "index", 2 if args.quick else args.seconds)
+            if "memory" in sections:
+                items = 3000 if args.quick else args.memory_items
+                report["memory"] = bench_memory(Path(tmp) / "index", items, 2 if args.quick else args.seconds)
     if "scale" in sections:
         sizes = [int(s) for s in args.scale.split(",")] if not args.quick else [2000]
-        report["scale"] = bench_scale(sizes, queries=50 if args.quick else 200)
+        storages = [s.strip() for s in args.storage.split(",") if s.strip()]
+        report["scale"] = bench_scale(sizes, storages, queries=50 if args.quick else 200)
     report["max_rss_mb_of_benchmark"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
@@ -386,11 +492,17 @@ def render(report: dict) -> str:
             )
         elif isinstance(row, dict):
             lines.append(f"serving {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
-    for n, row in report.get("scale", {}).items():
+    for name, row in report.get("scale", {}).items():
         lines.append(
-            f"scale {int(n):>8} ({row['index']}): build {row['build_s']:.1f}s, memory {row['memory_mb']:.0f} MB, "
-            f"related p50 {row['related_p50_ms']:.2f} ms p99 {row['related_p99_ms']:.2f} ms, "
-            f"recall@10 {row['search_recall_at_10']:.3f}"
+            f"scale {name:>15} ({row['index']}): build {row['build_s']:.1f}s, index {row['index_memory_mb']:.0f} MB, "
+            f"recall@10 {row['search_recall_at_10']:.3f}, related live p50 {row['live_search_p50_ms']:.2f} ms "
+            f"p99 {row['live_search_p99_ms']:.2f} ms; lists {row['lists_s']:.1f}s {row['lists_memory_mb']:.0f} MB, "
+            f"related p50 {row['lists_p50_ms']:.2f} ms p99 {row['lists_p99_ms']:.2f} ms"
+        )
+    for name, row in report.get("memory", {}).items():
+        lines.append(
+            f"memory {name:>16}: peak RSS {row['peak_rss_mb']:.0f} MB; related (cold, wrk) {row['requests_per_s']:.0f} "
+            f"req/s p50 {row['p50_ms']:.2f} ms p99 {row['p99_ms']:.2f} ms errors {row['errors']}"
         )
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from engine import CatalogError, EmbeddingCache, ModelNotPreparedError, build_index, get_settings, open_encoder
+from engine.index import STORAGES
 from engine.neighbours import DEFAULT_SIZE
 
 
@@ -34,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_SIZE,
         help="length of the precomputed neighbour lists; 0 for none (default: %(default)s)",
     )
+    parser.add_argument(
+        "--storage",
+        choices=STORAGES,
+        default="float32",
+        help="vector precision; float16 halves the index's memory (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.neighbours < 0:
@@ -50,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             skip_invalid=args.skip_invalid,
             show_progress=not args.quiet,
             neighbours=args.neighbours,
+            storage=args.storage,
             force=args.force,
         )
     except CatalogError as exc:

@@ -141,3 +141,27 @@ def test_items_added_after_a_reload_do_not_take_a_tombstone_number(tmp_path: Pat
     assert loaded.search(vectors[3], 1)[0][0][0] == "d"
     _, numbers = loaded.search_numbers(vectors[3], 1)
     assert numbers[0][0] == loaded.numbers_of(["d"])[0]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_float16_storage_keeps_recall_and_survives_save_load_and_removal(tmp_path: Path, kind: str) -> None:
+    vectors, queries = unit_vectors(2000, 32, 21), unit_vectors(50, 32, 22)
+    ids = [f"d{i}" for i in range(2000)]
+    index = VectorIndex(32, "m", kind=kind, storage="float16").build(ids, vectors)
+    expected = brute_force(vectors, ids, queries, 10)
+    results = index.search(queries, 10)
+    recall = np.mean([len({k for k, _ in row} & set(truth)) / 10 for row, truth in zip(results, expected, strict=True)])
+    assert recall >= 0.98, recall
+    # Cosines carry float16 precision: about three significant digits.
+    exact = np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :10]
+    np.testing.assert_allclose([[s for _, s in row] for row in results], exact, atol=2e-3)
+    np.testing.assert_allclose(index.vector("d7"), vectors[7], atol=1e-3)
+    assert index.remove(["d0"]) == 1 and "d0" not in {k for row in index.search(vectors[:1], 5) for k, _ in row}
+    manifest = index.save(tmp_path)
+    expected_type = "IndexHNSWSQ" if kind == "hnsw" else "IndexScalarQuantizer"
+    assert manifest["storage"] == "float16" and manifest["index_type"] == f"IndexIDMap2({expected_type})"
+    loaded, _ = VectorIndex.load(tmp_path)
+    assert loaded.storage == "float16" and loaded.search(queries[:3], 5) == index.search(queries[:3], 5)
+    assert loaded.copy().storage == "float16"
+    with pytest.raises(ValueError, match="vector storage"):
+        VectorIndex(32, "m", storage="int4")

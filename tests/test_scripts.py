@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import load_recommender
 from scripts import (
     benchmark,
     build_index,
@@ -41,7 +42,7 @@ def test_build_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "indexed 9 items (9 encoded, 0 from cache)" in capsys.readouterr().out
     assert build_index.main(args) == 0
     assert "index up to date" in capsys.readouterr().out
-    assert build_index.main([*args, "--force", "--neighbours", "3"]) == 0
+    assert build_index.main([*args, "--force", "--neighbours", "3", "--storage", "float16"]) == 0
     assert "indexed 9 items (0 encoded, 9 from cache)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         build_index.main([*args, "--neighbours", "-1"])
@@ -96,9 +97,12 @@ def test_benchmark_scale_section(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = tmp_path / "bench.json"
     assert benchmark.main(["--only", "scale", "--quick", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    row = report["scale"]["2000"]
-    assert row["index"] == "flat" and row["search_recall_at_10"] == 1.0 and row["related_p50_ms"] > 0
-    assert "scale     2000 (flat)" in capsys.readouterr().out
+    exact, half = report["scale"]["2000-float32"], report["scale"]["2000-float16"]
+    assert exact["index"] == "flat" and exact["search_recall_at_10"] == 1.0
+    assert half["storage"] == "float16" and half["search_recall_at_10"] >= 0.95
+    assert exact["live_search_p50_ms"] > 0 and exact["lists_p50_ms"] > 0 and exact["lists_s"] > 0
+    out = capsys.readouterr().out
+    assert "2000-float32 (flat): build" in out and "2000-float16 (flat): build" in out
 
 
 @pytest.mark.model
@@ -106,3 +110,11 @@ def test_stress_short_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert stress.main(["--requests", "600", "--concurrency", "16", "--swaps", "2"]) == 0
     out = capsys.readouterr().out
     assert "600 answered of 600 planned" in out and "0 failures" in out and "[200, 200]" in out
+
+
+def test_benchmark_synthetic_build_loads_like_any_build(tmp_path: Path) -> None:
+    benchmark.synthetic_build(tmp_path / "index", 300, model="m@1")
+    recommender = load_recommender(tmp_path / "index", expected_model="m@1")
+    assert len(recommender) == 300 and recommender.neighbours is not None
+    items = recommender.related("pub-0", 5)
+    assert len(items) == 5 and "pub-0" not in {i.id for i in items}
