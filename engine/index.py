@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,13 @@ class VectorIndex:
     def numbers_of(self, keys: Sequence[str]) -> np.ndarray:
         """The internal numbers of ``keys`` (as in :meth:`search_numbers`)."""
         return np.fromiter((self._row_of[key] for key in keys), dtype=np.int64, count=len(keys))
+
+    def stored_bytes(self) -> int:
+        """Size of the FAISS structure (vectors, graph, id map) as written to disk: about its memory use."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / INDEX_FILE
+            faiss.write_index(self._index, str(path))
+            return path.stat().st_size
 
     def save(self, folder: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the FAISS file, the id map and ``manifest.json`` into ``folder``; return the manifest."""

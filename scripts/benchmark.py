@@ -7,7 +7,6 @@ are shared and noisy. Sections: indexing, incremental, serving, scale (choose wi
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -211,12 +210,9 @@ def bench_scale(sizes: list[int], storages: list[str], queries: int = 200) -> di
         sample = rng.choice(n, size=min(queries, n), replace=False)
         truth = exact_top10(vectors, sample)
         for storage in storages:
-            gc.collect()
-            rss_before = current_rss_mb()
             started = time.perf_counter()
             index = VectorIndex(512, "synthetic", storage=storage).build(ids, vectors)
             build_seconds = time.perf_counter() - started
-            index_mb = current_rss_mb() - rss_before
             found = index.search(vectors[sample], 11)
             recall = np.mean(
                 [
@@ -229,11 +225,10 @@ def bench_scale(sizes: list[int], storages: list[str], queries: int = 200) -> di
                 "index": index.kind,
                 "storage": storage,
                 "build_s": build_seconds,
-                "index_memory_mb": index_mb,
+                "index_memory_mb": index.stored_bytes() / 2**20,
                 "search_recall_at_10": float(recall),
                 **latency("live_search", live, [ids[i] for i in sample]),
             }
-            rss_before = current_rss_mb()
             started = time.perf_counter()
             lists = NeighbourLists.compute(index, ids, vectors, languages, calibration, threads=available_cores())
             lists_seconds = time.perf_counter() - started
@@ -241,7 +236,7 @@ def bench_scale(sizes: list[int], storages: list[str], queries: int = 200) -> di
             row.update(
                 {
                     "lists_s": lists_seconds,
-                    "lists_memory_mb": current_rss_mb() - rss_before,
+                    "lists_memory_mb": (lists.rows.nbytes + lists.similarities.nbytes + lists.keys.nbytes) / 2**20,
                     **latency("lists", listed, [ids[i] for i in sample]),
                 }
             )
@@ -398,11 +393,6 @@ def run_wrk(url: str, seconds: int, script: Path | None = None) -> dict:
 def _ms(value: str) -> float:
     number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) / 1024
 
 
 def peak_rss_mb(pid: int) -> float:
