@@ -5,9 +5,9 @@ Every rule about what may appear in a related list lives here, never in a route.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from engine.calibrate import LanguageCalibration
 from engine.candidates import Candidate, CandidateSearch, Key
 from engine.catalog import Publication, load_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached, encode_documents, normalize
-from engine.explain import TermStatistics, shared_values, terms_of
+from engine.explain import terms_of
 from engine.index import IndexLoadError, VectorIndex
+from engine.items import ItemBuilder, Seed, snippet
 from engine.neighbours import NeighbourLists
 from engine.overrides import Overrides, load_overrides
 from engine.query import InvalidQueryError, RelatedQuery
@@ -39,27 +40,11 @@ from engine.text import publication_text
 _MMR_POOL_FACTOR = 3
 # Collapsing translations: fetch enough for groups of up to three versions to leave one each.
 _COLLAPSE_POOL_FACTOR = 3
-SNIPPET_CHARS = 220
 MAX_TITLE_CHARS = 1_000
 MAX_ABSTRACT_CHARS = 20_000
 MAX_EXAMPLES = 50
 # Weight of the negative examples in the query vector (Rocchio-style).
 _UNLIKE_WEIGHT = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class _Seed:
-    """What a query is related to: a vector plus what is known about its source."""
-
-    vector: np.ndarray
-    language: str | None
-    excluded: frozenset[str]
-    group: frozenset[str]  # ids that are versions of the query itself
-    source: str | None = None  # the catalog item the vector belongs to (its neighbour list may answer)
-    pins: tuple[str, ...] = ()
-    topics: tuple[str, ...] = ()
-    authors: tuple[str, ...] = ()
-    terms: frozenset[str] = frozenset()
 
 
 class Recommender:
@@ -93,14 +78,7 @@ class Recommender:
             raise IndexLoadError("the neighbour lists do not match the catalog of the build; rebuild the index")
         self.neighbours = neighbours
         self._search = CandidateSearch(index, self.publications, calibration, neighbours)
-        self._groups: dict[str, list[str]] = defaultdict(list)
-        for p in publications:
-            if p.group:
-                self._groups[p.group].append(p.id)
-        self._terms: TermStatistics | None = None
-        # Per-item parts of every response, computed once (dict writes are atomic: safe across threads).
-        self._translation_cache: dict[str, tuple[Translation, ...]] = {}
-        self._snippet_cache: dict[str, str] = {}
+        self._items = ItemBuilder(self.publications)
 
     @classmethod
     def from_publications(
@@ -138,7 +116,7 @@ class Recommender:
     @property
     def group_count(self) -> int:
         """Number of translation groups."""
-        return len(self._groups)
+        return len(self._items.groups)
 
     @property
     def version(self) -> str:
@@ -157,15 +135,7 @@ class Recommender:
         publication = self.get(publication_id)
         if not publication.group:
             return []
-        return list(self._translations_of(publication))
-
-    def _translations_of(self, publication: Publication) -> tuple[Translation, ...]:
-        cached = self._translation_cache.get(publication.id)
-        if cached is None:
-            members = self._groups.get(publication.group, []) if publication.group else []
-            cached = tuple(Translation(i, self.publications[i].language) for i in members if i != publication.id)
-            self._translation_cache[publication.id] = cached
-        return cached
+        return list(self._items.translations_of(publication))
 
     def _group_of(self, publication_id: str) -> frozenset[str]:
         return frozenset([publication_id, *(t.id for t in self.translations(publication_id))])
@@ -190,7 +160,7 @@ class Recommender:
         query = query.validated()
         publication = self.get(publication_id)
         group = self._group_of(publication_id)
-        seed = _Seed(
+        seed = Seed(
             vector=self.index.vector(publication_id),
             language=publication.language,
             excluded=frozenset([publication_id]) if query.include_translations else group,
@@ -199,7 +169,7 @@ class Recommender:
             pins=self.overrides.pinned.get(publication_id, ()),
             topics=publication.topics,
             authors=publication.authors,
-            terms=self._term_statistics().terms(publication_id) if query.explain else frozenset(),
+            terms=self._items.term_statistics().terms(publication_id) if query.explain else frozenset(),
         )
         return self._rank(seed, query)
 
@@ -210,7 +180,7 @@ class Recommender:
             # Valid by the request schema, so not an error: an empty list that says what to send.
             return RelatedResult([], "nothing to relate to: send a title, an abstract or example ids (like)")
         vector = self.text_vector(title, abstract, language)
-        seed = _Seed(vector, language, frozenset(), frozenset(), terms=frozenset(terms_of(f"{title} {abstract}")))
+        seed = Seed(vector, language, frozenset(), frozenset(), terms=frozenset(terms_of(f"{title} {abstract}")))
         return self._rank(seed, query)
 
     def recommend_examples(
@@ -242,8 +212,8 @@ class Recommender:
             vector = vector - _UNLIKE_WEIGHT * np.mean([self.index.vector(p.id) for p in disliked], axis=0)
         examples = [p.id for p in [*liked, *disliked]]
         group = frozenset().union(*(self._group_of(i) for i in examples)) if examples else frozenset()
-        statistics = self._term_statistics() if query.explain else None
-        seed = _Seed(
+        statistics = self._items.term_statistics() if query.explain else None
+        seed = Seed(
             vector=normalize(vector[None, :])[0],
             language=Counter(p.language for p in liked).most_common(1)[0][0] if liked else language,
             excluded=frozenset(examples) if query.include_translations else group,
@@ -270,7 +240,7 @@ class Recommender:
 
     # ----- ranking -----
 
-    def _rank(self, seed: _Seed, query: RelatedQuery) -> RelatedResult:
+    def _rank(self, seed: Seed, query: RelatedQuery) -> RelatedResult:
         banned = self.overrides.banned
         same_only = query.language_policy == "same" and seed.language is not None
         calibrated = self._search.key(seed.vector)
@@ -319,20 +289,14 @@ class Recommender:
             pinned.append(Candidate(p, similarity, calibrated(p.language, similarity), pinned=True))
         rows = [*pinned, *ranked]
         page = rows[query.offset : query.offset + query.k]
-        items = [self._item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
+        items = [self._items.item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
         return RelatedResult(items, None if items else self._empty_reason(rows, query))
-
-    def _snippet(self, publication: Publication) -> str:
-        cached = self._snippet_cache.get(publication.id)
-        if cached is None:
-            cached = self._snippet_cache[publication.id] = snippet(publication.abstract)
-        return cached
 
     def _one_per_group(
         self,
         pool: list[Candidate],
         shown: set[str],
-        seed: _Seed,
+        seed: Seed,
         keep: Callable[[Publication], bool],
         calibrated: Key,
     ) -> list[Candidate]:
@@ -346,7 +310,7 @@ class Recommender:
             if group is not None:
                 shown.add(group)
                 if seed.language and candidate.publication.language != seed.language:
-                    for member in self._groups[group]:
+                    for member in self._items.groups[group]:
                         version = self.publications[member]
                         if version.language == seed.language and keep(version):
                             similarity = float(seed.vector @ self.index.vector(member))
@@ -355,55 +319,10 @@ class Recommender:
             kept.append(candidate)
         return kept
 
-    def _item(self, seed: _Seed, query: RelatedQuery, candidate: Candidate, rank: int) -> RelatedItem:
-        p, score, pinned = candidate.publication, candidate.similarity, candidate.pinned
-        explanation = None
-        if query.explain:
-            explanation = Explanation(
-                shared_topics=tuple(shared_values(seed.topics, p.topics)),
-                shared_authors=tuple(shared_values(seed.authors, p.authors)),
-                shared_terms=tuple(self._term_statistics().shared_terms(seed.terms, p.id)),
-                similarity=round(score, 6),
-                calibrated=round(candidate.calibrated, 4),
-                redundancy=round(candidate.redundancy, 6),
-                pinned=pinned,
-                same_language=None if seed.language is None else p.language == seed.language,
-            )
-        return RelatedItem(
-            id=p.id,
-            title=p.title,
-            language=p.language,
-            type=p.type,
-            published=p.published,
-            url=p.url,
-            score=round(score, 6),
-            rank=rank,
-            authors=p.authors,
-            snippet=self._snippet(p),
-            is_translation=p.id in seed.group,
-            translations=self._translations_of(p),
-            pinned=pinned,
-            explanation=explanation,
-        )
-
     def _empty_reason(self, rows: list[Any], query: RelatedQuery) -> str:
         if rows:
             return f"offset {query.offset} is past the last of the {len(rows)} results"
         return f"no publication passes the filters ({query.describe_filters()})"
-
-    def _term_statistics(self) -> TermStatistics:
-        if self._terms is None:  # built on first explain request; a benign race at worst builds it twice
-            self._terms = TermStatistics(self.publications.values())
-        return self._terms
-
-
-def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """The start of a text, cut at a word boundary, with an ellipsis when cut."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:.-")
-    return cut + " …"
 
 
 def load_recommender(index_dir: Path, expected_model: str | None = None, encoder: Encoder | None = None) -> Recommender:
