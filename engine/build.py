@@ -87,7 +87,9 @@ def build_index(
     publications = loaded.publications
     if not publications:
         raise CatalogError(str(catalog_paths[0]), 0, "file", "no valid publications; nothing to index")
-    options = {"calibrate": calibrate, "neighbours": neighbours, "storage": storage}
+    if neighbours < 0:
+        raise ValueError(f"neighbours must be >= 0 (0 for no lists), got {neighbours}")
+    options = build_options(calibrate, neighbours, storage)
     digest = catalog_hash(publications)
     current = None if force else _current_build_of(index_dir, encoder.name, digest, options)
     if current is not None:
@@ -103,11 +105,14 @@ def build_index(
     texts = [publication_text(p) for p in publications]
     languages = [p.language for p in publications]
     vectors, encoded = encode_cached(encoder, texts, cache, languages=languages, show_progress=show_progress)
-    index = VectorIndex(encoder.dimension, encoder.name, storage=storage).build([p.id for p in publications], vectors)
+    ids = [p.id for p in publications]
+    index = VectorIndex(encoder.dimension, encoder.name, storage=storage).build(ids, vectors)
+    if storage != "float32":
+        # Calibrate and rank the lists on what searches will see: the stored, rounded vectors.
+        vectors = index.vectors(ids)
     calibration = LanguageCalibration.fit(vectors, languages) if calibrate else None
     lists = None
     if neighbours > 0:
-        ids = [p.id for p in publications]
         lists = NeighbourLists.compute(
             index,
             ids,
@@ -136,6 +141,11 @@ def build_index(
         build_dir=build_dir,
         skipped=loaded.errors,
     )
+
+
+def build_options(calibrate: bool, neighbours: int, storage: str) -> dict[str, object]:
+    """What besides the catalog and model decides a build's contents (recorded in its manifest)."""
+    return {"calibrate": calibrate, "neighbours": neighbours, "storage": storage}
 
 
 def write_build(

@@ -2,7 +2,8 @@
 
 Answers from the build's precomputed neighbour lists (engine/neighbours.py) when the query is a catalog
 item and its list holds enough items that pass; otherwise by an index search that widens until no
-unseen item can beat the last one kept. Both give the same items in the same order.
+unseen item can beat the last one kept. Both give the same items in the same order on an exact index
+(on HNSW the lists come from a wider search; see engine/neighbours.py).
 """
 
 from __future__ import annotations

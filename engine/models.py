@@ -43,6 +43,7 @@ class ModelManifest:
     folder: Path
     adapter: str | None = None  # committed linear map (safetensors), applied after the encoder
     language_offsets: str | None = None  # committed per-language means (JSON), removed before the map
+    tokenizer: str | None = None  # which tokenizer implementation runs (ids can differ between them)
 
     @property
     def fingerprint(self) -> str:
@@ -51,6 +52,8 @@ class ModelManifest:
         for extra in (self.adapter, self.language_offsets):
             if extra:
                 parts.append(sha256_file(self.folder / extra))
+        if self.tokenizer:
+            parts.append(self.tokenizer)
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
 
@@ -84,6 +87,7 @@ def read_manifest(models_dir: Path, name: str) -> ModelManifest:
             folder=path.parent,
             adapter=raw.get("adapter"),
             language_offsets=raw.get("language_offsets"),
+            tokenizer=raw.get("tokenizer"),
         )
     except KeyError as exc:
         raise ValueError(f"{path} lacks the key {exc.args[0]!r}; see models/README.md for the format") from None

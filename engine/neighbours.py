@@ -1,15 +1,18 @@
 """Precomputed neighbour lists: each item's best others by the ranking key, computed once per build.
 
 A related-items request for a catalog item then costs a lookup and a filter instead of an index search
-and per-language statistics (engine/calibrate.py), at any catalog size. The lists are exact with
-respect to the index: each holds the ``size`` best items by the same key a live search ranks by (the
-per-language z-score of the cosine, or the cosine without calibration), so the first ``m`` items of a
-list that pass a filter are the first ``m`` a live search would return with that filter. When fewer
-than ``m`` pass, the caller searches as before (engine/candidates.py).
+and per-language statistics (engine/calibrate.py), at any catalog size. Each list holds the ``size``
+best items by the key a live search ranks by (the per-language z-score of the cosine, or the cosine
+without calibration), found with the same widening bound, so the first ``m`` items of a list that pass a
+filter are the first ``m`` a live search returns with that filter: exactly so on an exact (flat) index;
+on an HNSW graph the lists come from a search at least as wide as a live one (ef >= 220 against 128),
+so they can only be closer to the exact answer. When fewer than ``m`` pass, the caller searches as
+before (engine/candidates.py).
 """
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -113,7 +116,8 @@ class NeighbourLists:
                 positions = table[np.clip(numbers, -1, len(table) - 1)]
                 means, spreads = _statistics(calibration, queries)
                 item_columns = columns[np.maximum(positions, 0)]
-                ranked = (found - np.take_along_axis(means, item_columns, 1)) / np.take_along_axis(
+                # float64 like the live search's keys, so near-ties order the same way.
+                ranked = (found.astype(np.float64) - np.take_along_axis(means, item_columns, 1)) / np.take_along_axis(
                     spreads, item_columns, 1
                 )
                 ranked[(positions < 0) | (positions == pending[:, None])] = -np.inf
@@ -122,7 +126,7 @@ class NeighbourLists:
                 # An item beyond the search has a cosine at most the last one found: its best key is that
                 # cosine's key in the most favourable language.
                 floor = found[:, -1:]
-                unseen = ((floor - means[:, present]) / spreads[:, present]).max(axis=1)
+                unseen = ((floor.astype(np.float64) - means[:, present]) / spreads[:, present]).max(axis=1)
                 done = (fetch >= n) | (best[:, -1] >= unseen)
                 for i in np.flatnonzero(done):
                     target, kept = pending[i], np.isfinite(best[i])
@@ -160,7 +164,7 @@ class NeighbourLists:
                     data["keys"],
                     int(data["requested_size"]),
                 )
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise IndexLoadError(f"{path} is damaged ({exc}); rebuild the index") from None
 
 
@@ -175,5 +179,6 @@ def _position_table(index: VectorIndex, ids: Sequence[str]) -> np.ndarray:
 def _statistics(calibration: LanguageCalibration | None, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if calibration is None:
         # Without calibration the key is the cosine itself: mean 0, spread 1 in a single column.
-        return np.zeros((len(queries), 1), np.float32), np.ones((len(queries), 1), np.float32)
-    return calibration.statistics_matrix(queries)
+        return np.zeros((len(queries), 1)), np.ones((len(queries), 1))
+    means, spreads = calibration.statistics_matrix(queries)
+    return means.astype(np.float64), spreads.astype(np.float64)

@@ -8,11 +8,12 @@ run replaces the catalog with its input files, API writes included.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.build import write_build
+from engine.build import build_options, write_build
 from engine.calibrate import LanguageCalibration
 from engine.catalog import Publication
 from engine.embed import EmbeddingCache, Encoder, encode_cached
@@ -21,6 +22,7 @@ from engine.recommend import EncoderUnavailableError, Recommender, UnknownPublic
 from engine.settings import available_cores
 from engine.text import publication_text
 
+logger = logging.getLogger(__name__)
 MAX_WRITE_ITEMS = 100
 # Neighbour lists are recomputed for the whole catalog (calibration is refitted on every write), which
 # takes about 0.25 ms an item here: above this size a write's build goes without them (live search,
@@ -75,13 +77,28 @@ def apply_writes(
     vectors = index.vectors(ids)
     calibration = LanguageCalibration.fit(vectors, languages) if recommender.calibration is not None else None
     neighbours = None
-    if recommender.neighbours is not None and len(ordered) <= WRITE_NEIGHBOURS_LIMIT:
-        size = recommender.neighbours.requested_size
+    size = recommender.neighbours.requested_size if recommender.neighbours is not None else 0
+    if size and len(ordered) <= WRITE_NEIGHBOURS_LIMIT:
         neighbours = NeighbourLists.compute(
             index, ids, vectors, languages, calibration, size=size, threads=available_cores()
         )
+    elif size:
+        logger.warning(
+            "%d publications: this write's build has no neighbour lists (over %d); related-by-id uses the live "
+            "search until the next scripts/build_index.py run",
+            len(ordered),
+            WRITE_NEIGHBOURS_LIMIT,
+        )
+    # The options this build was made with, so a later build_index from files compares like with like.
+    options = build_options(calibration is not None, size if neighbours is not None else 0, index.storage)
     folder = write_build(
-        Path(index_dir), index, ordered, sources=["api"], calibration=calibration, neighbours=neighbours
+        Path(index_dir),
+        index,
+        ordered,
+        sources=["api"],
+        calibration=calibration,
+        neighbours=neighbours,
+        options=options,
     )
     return WriteReport(folder.name, tuple(p.id for p in upserts), tuple(deletes), len(ordered))
 

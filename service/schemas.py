@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from engine.query import MAX_K, MAX_OFFSET
 
@@ -14,8 +14,6 @@ DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 class RelatedParams(BaseModel):
     """The query parameters of the related-items routes (GET by id and POST for drafts)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     k: int = Field(10, ge=1, le=MAX_K, description="items per page")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="items to skip (pagination)")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine import Publication, Recommender, RelatedQuery, VectorIndex, load_recommender
+from engine import Publication, Recommender, RelatedQuery, VectorIndex, build_index, load_recommender
 from engine.build import resolve_build
 from engine.calibrate import LanguageCalibration
 from engine.catalog import parse_record
 from engine.index import IndexLoadError
 from engine.neighbours import NEIGHBOURS_FILE, NeighbourLists
 from engine.writes import apply_writes
-from tests.fakes import pub
+from tests.fakes import pub, write_jsonl
 
 QUERIES = [
     {},
@@ -50,6 +51,22 @@ def catalog(n: int, seed: int = 0) -> tuple[list[Publication], np.ndarray]:
     return publications, vectors
 
 
+class TableEncoder:
+    """An encoder that looks vectors up by text (the titles of :func:`catalog`)."""
+
+    name, max_tokens = "table@1", 64
+
+    def __init__(self, table: dict[str, np.ndarray]) -> None:
+        self.table = table
+        self.dimension = len(next(iter(table.values())))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 2
+
+    def encode(self, texts: Sequence[str], **_: object) -> np.ndarray:
+        return np.stack([self.table[t] for t in texts])
+
+
 def answers(recommender: Recommender, ids: list[str], query: dict) -> list[list[tuple[str, float]]]:
     return [
         [(item.id, round(item.score, 5)) for item in recommender.recommend(i, RelatedQuery(**query)).items] for i in ids
@@ -72,6 +89,22 @@ def test_lists_answer_exactly_like_a_live_search(n: int, kind: str, calibrate: b
     assert np.all(np.diff(lists.keys, axis=1) <= 1e-6)
     if not calibrate:
         np.testing.assert_allclose(lists.keys, lists.similarities, atol=1e-6)
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_built_lists_match_the_live_search_of_the_loaded_build(tmp_path: Path, storage: str) -> None:
+    publications, vectors = catalog(300, seed=3)
+    records = [pub(p.id, p.title, language=p.language, group=p.group) for p in publications]
+    catalog_file = write_jsonl(tmp_path / "c.jsonl", records)
+    encoder = TableEncoder({p.title: v for p, v in zip(publications, vectors, strict=True)})
+    build_index([catalog_file], tmp_path / "index", encoder, neighbours=20, storage=storage)
+    listed = load_recommender(tmp_path / "index")
+    live = Recommender(
+        list(listed.publications.values()), listed.index, listed.manifest, calibration=listed.calibration
+    )
+    sample = [p.id for p in publications[::5]]
+    for query in QUERIES:
+        assert answers(listed, sample, query) == answers(live, sample, query), query
 
 
 def test_lists_skip_the_item_itself_and_removed_items() -> None:
