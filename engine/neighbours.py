@@ -127,17 +127,24 @@ class NeighbourLists:
                     positions = table[np.clip(numbers, -1, len(table) - 1)]
                 means, spreads = _statistics(calibration, queries)
                 item_columns = columns[np.maximum(positions, 0)]
-                # float64 like the live search's keys, so near-ties order the same way.
-                ranked = (found.astype(np.float64) - np.take_along_axis(means, item_columns, 1)) / np.take_along_axis(
+                # Chosen in float32 (the whole matrix), then keyed in float64 like the live search and re-sorted,
+                # so near-ties order the same way.
+                ranked = (found - np.take_along_axis(means, item_columns, 1)) / np.take_along_axis(
                     spreads, item_columns, 1
                 )
                 ranked[(positions < 0) | (positions == pending[:, None])] = -np.inf
                 order = _top(ranked, size)
-                best = np.take_along_axis(ranked, order, 1)
+                chosen = np.take_along_axis(item_columns, order, 1)
+                cosines = np.take_along_axis(found, order, 1).astype(np.float64)
+                mean, spread = np.take_along_axis(means, chosen, 1), np.take_along_axis(spreads, chosen, 1)
+                best = (cosines - mean) / spread.astype(np.float64)
+                best[~np.isfinite(np.take_along_axis(ranked, order, 1))] = -np.inf
+                resort = np.argsort(-best, axis=1, kind="stable")
+                order, best = np.take_along_axis(order, resort, 1), np.take_along_axis(best, resort, 1)
                 # An item beyond the search has a cosine at most the last one found: its best key is that
                 # cosine's key in the most favourable language.
-                floor = found[:, -1:]
-                unseen = ((floor.astype(np.float64) - means[:, present]) / spreads[:, present]).max(axis=1)
+                floor = found[:, -1:].astype(np.float64)
+                unseen = ((floor - means[:, present]) / spreads[:, present]).max(axis=1)
                 done = (fetch >= n) | (best[:, -1] >= unseen)
                 for i in np.flatnonzero(done):
                     target, kept = pending[i], np.isfinite(best[i])
@@ -199,6 +206,5 @@ def _position_table(index: VectorIndex, ids: Sequence[str]) -> np.ndarray:
 def _statistics(calibration: LanguageCalibration | None, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if calibration is None:
         # Without calibration the key is the cosine itself: mean 0, spread 1 in a single column.
-        return np.zeros((len(queries), 1)), np.ones((len(queries), 1))
-    means, spreads = calibration.statistics_matrix(queries)
-    return means.astype(np.float64), spreads.astype(np.float64)
+        return np.zeros((len(queries), 1), np.float32), np.ones((len(queries), 1), np.float32)
+    return calibration.statistics_matrix(queries)

@@ -61,7 +61,7 @@ def snippets_and_articles(limit: int = 2000) -> tuple[list[Publication], list[Pu
     return [Publication(p.id, p.title or p.abstract[:100], language=p.language) for p in demo], demo
 
 
-def bench_indexing(encoder, quick: bool, repeats: int = 2) -> dict:
+def bench_indexing(encoder, quick: bool, repeats: int = 3) -> dict:
     """Items/s of the whole build next to the encoder's own encode() on the same chunks."""
     results = {}
     snippets, articles = snippets_and_articles()
