@@ -38,6 +38,19 @@ class LanguageCalibration:
         # float32 copies for the per-request path (float32 BLAS, half the memory traffic).
         self._means32 = np.ascontiguousarray(self.means, dtype=np.float32)
         self._covariances32 = np.ascontiguousarray(self.covariances, dtype=np.float32)
+        # (d, rows * d): the covariances side by side, for one matrix product per batch of queries.
+        self._stacked32 = np.ascontiguousarray(np.concatenate(list(self._covariances32), axis=1))
+        # Shrinkage as a linear map from the raw statistics (row 0 overall, then languages) to the output
+        # columns (0 for unknown languages, then languages): each language blends with the overall row.
+        rows = len(self.counts)
+        weights = self.counts / (self.counts + SHRINKAGE)
+        mixing = np.zeros((rows, rows))
+        for row in range(1, rows):
+            mixing[row, row], mixing[0, row] = weights[row], 1 - weights[row]
+        unknown = self._row.get(_UNKNOWN)
+        mixing[:, 0] = mixing[:, unknown] if unknown else np.eye(rows)[:, 0]
+        self._mixing32 = mixing.astype(np.float32)
+        self._mixed_means32 = np.ascontiguousarray(self._means32.T @ self._mixing32)
 
     @classmethod
     def fit(cls, vectors: np.ndarray, languages: Sequence[str | None]) -> LanguageCalibration:
@@ -69,18 +82,11 @@ class LanguageCalibration:
 
     def scorer(self, query: np.ndarray) -> dict[str | None, tuple[float, float]]:
         """Per-language (mean, std) for one query, computed once per request, all languages in one pass."""
-        query = np.asarray(query, dtype=np.float32)
-        means = self._means32 @ query
-        spreads = np.sqrt(np.maximum((self._covariances32 @ query) @ query, 1e-12))
-        weights = self.counts / (self.counts + SHRINKAGE)
-        table: dict[str | None, tuple[float, float]] = {}
-        for lang, row in self._row.items():
-            w = weights[row]
-            table[lang] = (
-                float(w * means[row] + (1 - w) * means[0]),
-                float(w * spreads[row] + (1 - w) * spreads[0]),
-            )
-        table[None] = table.get(_UNKNOWN, (float(means[0]), float(spreads[0])))
+        means, spreads = self.statistics_matrix(query)
+        table: dict[str | None, tuple[float, float]] = {
+            lang: (float(means[0, row]), float(spreads[0, row])) for lang, row in self._row.items()
+        }
+        table[None] = (float(means[0, 0]), float(spreads[0, 0]))
         return table
 
     def column_of(self, language: str | None) -> int:
@@ -94,19 +100,10 @@ class LanguageCalibration:
         Column 0 answers for items of unknown language, column ``i`` for ``languages[i - 1]``.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        means = queries @ self._means32.T
-        spreads = np.stack([np.einsum("bd,bd->b", queries @ c, queries) for c in self._covariances32], axis=1)
-        spreads = np.sqrt(np.maximum(spreads, 1e-12))
-        weights = (self.counts / (self.counts + SHRINKAGE))[1:].astype(np.float32)
-        language_means = weights * means[:, 1:] + (1 - weights) * means[:, :1]
-        language_spreads = weights * spreads[:, 1:] + (1 - weights) * spreads[:, :1]
-        unknown = self._row.get(_UNKNOWN)
-        first_means = language_means[:, unknown - 1 : unknown] if unknown else means[:, :1]
-        first_spreads = language_spreads[:, unknown - 1 : unknown] if unknown else spreads[:, :1]
-        return (
-            np.concatenate([first_means, language_means], axis=1),
-            np.concatenate([first_spreads, language_spreads], axis=1),
-        )
+        # q' Sigma q for every covariance at once: one product with the covariances side by side.
+        projected = (queries @ self._stacked32).reshape(len(queries), len(self._covariances32), -1)
+        spreads = np.sqrt(np.maximum(np.einsum("bld,bd->bl", projected, queries), 1e-12))
+        return queries @ self._mixed_means32, spreads @ self._mixing32
 
     def save(self, folder: Path) -> None:
         """Write ``calibration.npz`` (plain arrays, no pickle)."""
