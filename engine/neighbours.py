@@ -102,7 +102,6 @@ class NeighbourLists:
         """
         n, requested_size = len(ids), size
         size = max(0, min(size, n - 1))
-        table = _position_table(index, ids)
         columns = np.array([calibration.column_of(lang) for lang in languages] if calibration else [0] * n)
         present = np.unique(columns)
         rows = np.full((n, size), -1, dtype=np.int32)
@@ -110,6 +109,7 @@ class NeighbourLists:
         keys = np.zeros((n, size), dtype=np.float32)
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         exact = index.kind == "flat" and len(index) == n and n <= _EXACT_LIMIT
+        table = None if exact else _position_table(index, ids)
         batch = max(64, min(_BATCH, 2**24 // max(n, 1))) if exact else _BATCH
         batches = range(0, n, batch)
         for start in tqdm(batches, desc="neighbour lists", unit="batch", disable=not show_progress or len(batches) < 2):
