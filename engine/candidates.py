@@ -88,9 +88,9 @@ class CandidateSearch:
         if entry is None:
             return None
         kept: list[Candidate] = []
-        ids = self.neighbours.ids
+        ids, publications = self.neighbours.ids, self.publications
         for row, similarity, calibrated in zip(*entry, strict=True):
-            publication = self.publications[ids[row]]
+            publication = publications[ids[row]]
             if keep(publication):
                 kept.append(Candidate(publication, similarity, calibrated))
                 if len(kept) == n:

@@ -48,6 +48,7 @@ class ItemBuilder:
         self._terms: TermStatistics | None = None
         self._translation_cache: dict[str, tuple[Translation, ...]] = {}
         self._snippet_cache: dict[str, str] = {}
+        self._shown: dict[str, tuple[str, tuple[Translation, ...]]] = {}
 
     def translations_of(self, publication: Publication) -> tuple[Translation, ...]:
         """The other language versions of ``publication`` (its group, itself excluded)."""
@@ -74,6 +75,9 @@ class ItemBuilder:
     def item(self, seed: Seed, query: RelatedQuery, candidate: Candidate, rank: int) -> RelatedItem:
         """The response entry of ``candidate`` at ``rank`` for a query from ``seed``."""
         p, score, pinned = candidate.publication, candidate.similarity, candidate.pinned
+        shown = self._shown.get(p.id)
+        if shown is None:  # one lookup a request instead of two: this runs for every item of every response
+            shown = self._shown[p.id] = (self.snippet_of(p), self.translations_of(p))
         explanation = None
         if query.explain:
             explanation = Explanation(
@@ -96,9 +100,9 @@ class ItemBuilder:
             score=round(score, 6),
             rank=rank,
             authors=p.authors,
-            snippet=self.snippet_of(p),
+            snippet=shown[0],
             is_translation=p.id in seed.group,
-            translations=self.translations_of(p),
+            translations=shown[1],
             pinned=pinned,
             explanation=explanation,
         )

@@ -79,6 +79,17 @@ class RelatedQuery:
             published_before=before.isoformat() if before else None,
         )
 
+    def has_filters(self) -> bool:
+        """Whether :meth:`accepts` can refuse anything (languages, types or dates are set)."""
+        return bool(
+            self.languages
+            or self.exclude_languages
+            or self.types
+            or self.exclude_types
+            or self.published_after
+            or self.published_before
+        )
+
     def accepts(self, publication: Publication) -> bool:
         """Whether ``publication`` passes the hard filters (languages, types, dates)."""
         if self.languages and publication.language not in self.languages:

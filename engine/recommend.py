@@ -245,12 +245,16 @@ class Recommender:
         same_only = query.language_policy == "same" and seed.language is not None
         calibrated = self._search.key(seed.vector)
 
+        excluded, language = seed.excluded, seed.language
+        # Runs for every candidate of every request: skip the filter checks when there are none.
+        accepts = query.accepts if query.has_filters() else None
+
         def allowed(p: Publication) -> bool:
             return (
-                p.id not in seed.excluded
+                p.id not in excluded
                 and p.id not in banned
-                and query.accepts(p)
-                and (not same_only or p.language == seed.language)
+                and (accepts is None or accepts(p))
+                and (not same_only or p.language == language)
             )
 
         pins = [self.publications[i] for i in seed.pins if allowed(self.publications[i])]
@@ -261,9 +265,8 @@ class Recommender:
 
         def ranked_block(keep: Callable[[Publication], bool]) -> list[Candidate]:
             size = pool_size * _COLLAPSE_POOL_FACTOR if query.collapse_translations else pool_size
-            pool = self._search.best(
-                seed.vector, lambda p: keep(p) and p.id not in pinned_ids, size, calibrated, seed.source
-            )
+            unpinned = (lambda p: keep(p) and p.id not in pinned_ids) if pinned_ids else keep
+            pool = self._search.best(seed.vector, unpinned, size, calibrated, seed.source)
             if query.collapse_translations:
                 pool = self._one_per_group(pool, shown_groups, seed, keep, calibrated)
             if not pool or query.diversity <= 0:

@@ -52,6 +52,7 @@ class UniversalSentenceEncoder(InputModule):
         self.model_dir = model_dir
         self.max_seq_length = int(max_seq_length)
         self.threads = int(threads)
+        self._threadpools: Any = None
         self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=vocabulary)
         self._backend = NumpyBackend(weights, self.tokenizer, threads=self.threads)
         # The engine counts tokens (to chunk) right before encoding the same text: remembering recent
@@ -104,9 +105,12 @@ class UniversalSentenceEncoder(InputModule):
         return features
 
     def _blas_threads(self) -> Any:
-        from threadpoolctl import threadpool_limits
+        # One controller per module: building one scans the loaded libraries, ~4 ms a batch otherwise.
+        if self._threadpools is None:
+            from threadpoolctl import ThreadpoolController
 
-        return threadpool_limits(limits=self.threads, user_api="blas")
+            self._threadpools = ThreadpoolController()
+        return self._threadpools.limit(limits=self.threads, user_api="blas")
 
     def get_embedding_dimension(self) -> int:
         """Output dimension (512)."""

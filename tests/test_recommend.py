@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import InvalidQueryError, UnknownPublicationError, load_recommender
+from engine import InvalidQueryError, RelatedQuery, UnknownPublicationError, load_recommender
+from engine.catalog import Publication
 
 
 def test_related_excludes_itself_and_its_translations(small_index: Path) -> None:
@@ -60,3 +61,23 @@ def test_snippet_cuts_at_a_word() -> None:
 
     assert snippet("short text") == "short text"
     assert snippet("alpha beta gamma delta", limit=13) == "alpha beta …"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"languages": ("fr",)},
+        {"exclude_languages": ("en",)},
+        {"types": ("podcast",)},
+        {"exclude_types": ("paper",)},
+        {"published_after": "2026-01-01"},
+        {"published_before": "2024-01-01"},
+    ],
+)
+def test_every_filter_counts_as_a_filter(option: dict) -> None:
+    # The ranking skips accepts() for queries without filters: a filter missing from has_filters() would
+    # be ignored. Each option here refuses this English paper of 2025.
+    paper = Publication(id="x", title="t", language="en", type="paper", published="2025-06-01")
+    query = RelatedQuery(**option)
+    assert query.has_filters() and not query.accepts(paper)
+    assert not RelatedQuery().has_filters() and RelatedQuery().accepts(paper)

@@ -286,6 +286,24 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
     }
     assert client.get("/docs").status_code == 200
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    # The related route reads its parameters itself (for speed), so it declares them by hand: check them.
+    related = paths["/publications/{publication_id}/related"]["get"]
+    parameters = {p["name"]: p["in"] for p in related["parameters"]}
+    assert parameters["publication_id"] == "path" and parameters["k"] == parameters["type"] == "query"
+    assert len(parameters) == 15 and set(related["responses"]) == {"200", "404", "422", "503"}
+
+
+def test_a_repeated_query_string_gives_the_same_answers_and_errors(client: TestClient) -> None:
+    # Parsed query strings are remembered: a remembered query must not leak between ids, nor an error be lost.
+    for _ in range(2):
+        assert ids(client.get("/publications/t2/related?k=2&language=en")) == ids(
+            client.get("/publications/t2/related?language=en&k=2")
+        )
+        assert "t1-en" not in ids(client.get("/publications/t1-en/related?k=2&language=en"))
+        response = client.get("/publications/t2/related?k=0")
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "k"]
+    long_query = "&".join(["language=en"] * 200)  # over the remembered size: parsed each time
+    assert {i["language"] for i in client.get(f"/publications/t2/related?{long_query}").json()["items"]} == {"en"}
 
 
 def test_collapse_translations_keeps_one_entry_per_publication(client: TestClient) -> None:
