@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,29 @@ def test_benchmark_synthetic_build_loads_like_any_build(tmp_path: Path) -> None:
     assert len(recommender) == 300 and recommender.neighbours is not None
     items = recommender.related("pub-0", 5)
     assert len(items) == 5 and "pub-0" not in {i.id for i in items}
+
+
+def test_benchmark_measures_a_server_with_its_worker_processes(tmp_path: Path) -> None:
+    # Server CPU and peak RSS must count uvicorn's worker processes, children of the server's pid. Here a
+    # small parent waits while its child allocates 200 MB and spins for 0.3 s of CPU.
+    done = tmp_path / "done"
+    worker = (
+        "import time, pathlib; x = bytearray(200_000_000); t = time.process_time()\n"
+        "while time.process_time() - t < 0.3: pass\n"
+        f"pathlib.Path({str(done)!r}).touch(); time.sleep(30)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {worker!r}])"]
+    )
+    try:
+        for _ in range(300):
+            if done.exists():
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        assert done.exists() and len(benchmark._process_tree(parent.pid)) == 2
+        assert benchmark.peak_rss_mb(parent.pid) >= 200
+        assert benchmark.process_tree_cpu_s(parent.pid) >= 0.3
+    finally:
+        for process in benchmark._process_tree(parent.pid):
+            os.kill(process, 9)
+        parent.wait()
