@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import weakref
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from engine import EngineHolder, build_index, get_settings, load_recommender
+from engine import EngineHolder, RelatedQuery, build_index, get_settings, load_recommender
 from service.app import create_app
 from service.schemas import RelatedResponse
 from tests.conftest import SMALL_CATALOG
@@ -390,3 +392,21 @@ def test_the_token_never_reaches_the_logs(client: TestClient, caplog: pytest.Log
     client.post("/publications", json={"id": "z", "abstract": "water"}, headers=AUTH)
     assert caplog.records  # the reload and the write were logged
     assert TOKEN not in caplog.text and "wrong-token-value" not in caplog.text
+
+
+def test_replaced_builds_are_freed_though_frozen(small_index: Path) -> None:
+    # Loaded builds go to the garbage collector's permanent generation (gc.freeze), which is only safe if a
+    # replaced build is still freed by reference counting: it must hold no reference cycles.
+    holder = EngineHolder(small_index, expected_model=None, encoder=FakeEncoder())
+    holder.try_load()
+    recommender = holder.current
+    recommender.recommend("t1-en", RelatedQuery(k=5, explain=True))  # fill the per-item caches too
+    replaced = weakref.ref(recommender)
+    del recommender
+    holder.reload()
+    assert replaced() is None
+    frozen = gc.get_freeze_count()
+    for _ in range(5):
+        holder.reload()
+        holder.current.recommend("t1-en", RelatedQuery(k=5, explain=True))
+    assert gc.get_freeze_count() - frozen < 20  # a build is ~1,000 objects here: none stays behind
