@@ -47,7 +47,7 @@ class ItemBuilder:
                 self.groups[p.group].append(p.id)
         self._terms: TermStatistics | None = None
         self._translation_cache: dict[str, tuple[Translation, ...]] = {}
-        self._snippet_cache: dict[str, str] = {}
+        # Per item, what a response shows of it whatever the query: its snippet and translation links.
         self._shown: dict[str, tuple[str, tuple[Translation, ...]]] = {}
 
     def translations_of(self, publication: Publication) -> tuple[Translation, ...]:
@@ -65,19 +65,12 @@ class ItemBuilder:
             self._terms = TermStatistics(self.publications.values())
         return self._terms
 
-    def snippet_of(self, publication: Publication) -> str:
-        """The start of the abstract, as shown under a related item."""
-        cached = self._snippet_cache.get(publication.id)
-        if cached is None:
-            cached = self._snippet_cache[publication.id] = snippet(publication.abstract)
-        return cached
-
     def item(self, seed: Seed, query: RelatedQuery, candidate: Candidate, rank: int) -> RelatedItem:
         """The response entry of ``candidate`` at ``rank`` for a query from ``seed``."""
         p, score, pinned = candidate.publication, candidate.similarity, candidate.pinned
         shown = self._shown.get(p.id)
-        if shown is None:  # one lookup a request instead of two: this runs for every item of every response
-            shown = self._shown[p.id] = (self.snippet_of(p), self.translations_of(p))
+        if shown is None:
+            shown = self._shown[p.id] = (snippet(p.abstract), self.translations_of(p))
         explanation = None
         if query.explain:
             explanation = Explanation(
