@@ -3,13 +3,24 @@
 from pathlib import Path
 from typing import Any
 
+from engine.adapt import CatalogAdaptation
 from engine.build import BuildReport, build_index, resolve_build
+from engine.calibrate import LanguageCalibration
 from engine.catalog import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
-from engine.embed import EmbeddingCache, Encoder, SentenceTransformerEncoder, encode_cached, encode_documents
+from engine.embed import (
+    ChunkVectors,
+    EmbeddingCache,
+    Encoder,
+    SentenceTransformerEncoder,
+    encode_cached,
+    encode_chunks,
+    encode_documents,
+)
 from engine.evaluate import EngineRanker, evaluate_recommender, evaluate_system
 from engine.index import IndexLoadError, VectorIndex
 from engine.metrics import evaluate_run
 from engine.models import ModelNotPreparedError, check_prepared, prepare_model, read_manifest
+from engine.pipeline import BuildContents, BuildOptions, derive
 from engine.query import InvalidQueryError, RelatedQuery
 from engine.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError, load_recommender
 from engine.runtime import EngineHolder, NotReadyError, ReloadError
@@ -17,14 +28,19 @@ from engine.settings import Settings, get_settings
 from engine.text import chunk_text, publication_text
 
 __all__ = [
+    "BuildContents",
+    "BuildOptions",
     "BuildReport",
+    "CatalogAdaptation",
     "CatalogError",
+    "ChunkVectors",
     "EmbeddingCache",
     "Encoder",
     "EngineHolder",
     "EngineRanker",
     "IndexLoadError",
     "InvalidQueryError",
+    "LanguageCalibration",
     "LoadResult",
     "ModelNotPreparedError",
     "NotReadyError",
@@ -42,7 +58,9 @@ __all__ = [
     "catalog_hash",
     "check_prepared",
     "chunk_text",
+    "derive",
     "encode_cached",
+    "encode_chunks",
     "encode_documents",
     "evaluate_recommender",
     "evaluate_run",

@@ -18,13 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.calibrate import LanguageCalibration
-from engine.catalog import CatalogError, Publication, catalog_hash, load_catalog, write_catalog
+from engine.catalog import CatalogError, catalog_hash, load_catalog, write_catalog
 from engine.embed import EmbeddingCache, Encoder, encode_cached
-from engine.index import FORMAT_VERSION, MANIFEST_FILE, IndexLoadError, VectorIndex
+from engine.index import FORMAT_VERSION, MANIFEST_FILE, IndexLoadError
 from engine.models import sha256_file
-from engine.neighbours import DEFAULT_SIZE, NeighbourLists
-from engine.settings import available_cores
+from engine.pipeline import BuildContents, BuildOptions, derive
 from engine.text import publication_text
 
 CURRENT = "current"
@@ -68,30 +66,24 @@ def build_index(
     cache: EmbeddingCache | None = None,
     skip_invalid: bool = False,
     show_progress: bool = False,
-    calibrate: bool = True,
-    neighbours: int = DEFAULT_SIZE,
-    storage: str = "float32",
+    options: BuildOptions | None = None,
     force: bool = False,
 ) -> BuildReport:
     """Build an index of the catalogs into a new build folder of ``index_dir`` and make it current.
 
     Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written.
-    ``calibrate`` stores per-language statistics so queries rank by per-language z-scores (engine/calibrate.py);
-    ``neighbours`` is the length of the precomputed neighbour lists (engine/neighbours.py; 0 for none);
-    ``storage`` ``float16`` halves the memory of the vectors (docs/performance.md has its recall).
+    ``options`` (engine/pipeline.py): catalog adaptation, per-language calibration, neighbour lists, storage.
     When the current build already holds the same catalog, model and options (and passes its checksums),
     nothing is written unless ``force``: the report says ``up_to_date``.
     """
     started = time.perf_counter()
+    options = options or BuildOptions()
     loaded = load_catalog(list(catalog_paths), skip_invalid=skip_invalid)
     publications = loaded.publications
     if not publications:
         raise CatalogError(str(catalog_paths[0]), 0, "file", "no valid publications; nothing to index")
-    if neighbours < 0:
-        raise ValueError(f"neighbours must be >= 0 (0 for no lists), got {neighbours}")
-    options = build_options(calibrate, neighbours, storage)
     digest = catalog_hash(publications)
-    current = None if force else _current_build_of(index_dir, encoder.name, digest, options)
+    current = None if force else _current_build_of(index_dir, encoder.name, digest, options.as_dict())
     if current is not None:
         return BuildReport(
             items=len(publications),
@@ -104,35 +96,9 @@ def build_index(
         )
     texts = [publication_text(p) for p in publications]
     languages = [p.language for p in publications]
-    vectors, encoded = encode_cached(encoder, texts, cache, languages=languages, show_progress=show_progress)
-    ids = [p.id for p in publications]
-    index = VectorIndex(encoder.dimension, encoder.name, storage=storage).build(ids, vectors)
-    if storage != "float32":
-        # Calibrate and rank the lists on what searches will see: the stored, rounded vectors.
-        vectors = index.vectors(ids)
-    calibration = LanguageCalibration.fit(vectors, languages) if calibrate else None
-    lists = None
-    if neighbours > 0:
-        lists = NeighbourLists.compute(
-            index,
-            ids,
-            vectors,
-            languages,
-            calibration,
-            size=neighbours,
-            threads=available_cores(),
-            show_progress=show_progress,
-        )
-    build_dir = write_build(
-        index_dir,
-        index,
-        publications,
-        sources=[str(p) for p in catalog_paths],
-        calibration=calibration,
-        neighbours=lists,
-        options=options,
-        digest=digest,
-    )
+    chunks, encoded = encode_cached(encoder, texts, cache, languages=languages, show_progress=show_progress)
+    contents = derive(publications, chunks, encoder.name, options, show_progress=show_progress)
+    build_dir = write_build(index_dir, contents, sources=[str(p) for p in catalog_paths], digest=digest)
     return BuildReport(
         items=len(publications),
         encoded=encoded,
@@ -143,46 +109,39 @@ def build_index(
     )
 
 
-def build_options(calibrate: bool, neighbours: int, storage: str) -> dict[str, object]:
-    """What besides the catalog and model decides a build's contents (recorded in its manifest)."""
-    return {"calibrate": calibrate, "neighbours": neighbours, "storage": storage}
-
-
 def write_build(
     index_dir: Path,
-    index: VectorIndex,
-    publications: Sequence[Publication],
+    contents: BuildContents,
     *,
     sources: Sequence[str] = (),
-    calibration: LanguageCalibration | None = None,
-    neighbours: NeighbourLists | None = None,
-    options: dict[str, object] | None = None,
     digest: str | None = None,
 ) -> Path:
-    """Save ``index`` and its catalog as a new build and flip ``current`` to it; return the build folder.
-
-    ``digest`` is the catalog's :func:`catalog_hash` when the caller has it already.
+    """Save a build (index, catalog, chunk vectors, adaptation, calibration, lists) as a new build folder and
+    flip ``current`` to it; return the folder. ``digest`` is the catalog's :func:`catalog_hash` when the
+    caller has it already.
     """
     builds = index_dir / BUILDS
     builds.mkdir(parents=True, exist_ok=True)
     # Microseconds keep ids in build order even for several builds in one second (pruning sorts by id).
     build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
     staging = builds / f".staging-{build_id}"
+    publications = contents.publications
     try:
-        index.save(
+        contents.index.save(
             staging,
             extra={
                 "build_id": build_id,
                 "catalog_hash": digest or catalog_hash(publications),
                 "catalog_sources": list(sources),
-                "options": options or {},
+                "options": contents.options.as_dict(),
+                "language_correction": contents.calibration.describe() if contents.calibration else None,
             },
         )
         write_catalog(publications, staging / CATALOG_FILE)
-        if calibration is not None:
-            calibration.save(staging)
-        if neighbours is not None:
-            neighbours.save(staging)
+        contents.chunks.save(staging, [p.id for p in publications])
+        for part in (contents.adaptation, contents.calibration, contents.neighbours):
+            if part is not None:
+                part.save(staging)
         _record_checksums(staging)
         _fsync_tree(staging)
         final = builds / build_id

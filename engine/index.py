@@ -24,7 +24,7 @@ import numpy as np
 INDEX_FILE = "vectors.faiss"
 IDS_FILE = "ids.json"
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HNSW_THRESHOLD = 5_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80

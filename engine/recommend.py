@@ -13,16 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from engine.adapt import CatalogAdaptation, centre
 from engine.build import CATALOG_FILE, resolve_build, verify_build
 from engine.calibrate import LanguageCalibration
 from engine.candidates import Candidate, CandidateSearch, Key
 from engine.catalog import Publication, load_catalog
-from engine.embed import EmbeddingCache, Encoder, encode_cached, encode_documents, normalize
+from engine.embed import ChunkVectors, EmbeddingCache, Encoder, encode_cached, encode_chunks, normalize
 from engine.explain import terms_of
-from engine.index import IndexLoadError, VectorIndex
+from engine.index import FORMAT_VERSION, IndexLoadError, VectorIndex
 from engine.items import ItemBuilder, Seed, snippet
 from engine.neighbours import NeighbourLists
 from engine.overrides import Overrides, load_overrides
+from engine.pipeline import BuildContents, BuildOptions, derive
 from engine.query import InvalidQueryError, RelatedQuery
 from engine.rerank import keep_min_score, mmr_order
 from engine.results import (
@@ -59,6 +61,8 @@ class Recommender:
         encoder: Encoder | None = None,
         calibration: LanguageCalibration | None = None,
         neighbours: NeighbourLists | None = None,
+        adaptation: CatalogAdaptation | None = None,
+        build_dir: Path | None = None,
     ) -> None:
         self.publications = {p.id: p for p in publications}
         missing = [p for p in self.publications if p not in index]
@@ -77,6 +81,10 @@ class Recommender:
         ):
             raise IndexLoadError("the neighbour lists do not match the catalog of the build; rebuild the index")
         self.neighbours = neighbours
+        # The catalog's mean and smoothing (engine/adapt.py): drafts are adapted like catalog items.
+        self.adaptation = adaptation
+        # The build folder this was loaded from (None in memory): writes read its chunk vectors.
+        self.build_dir = build_dir
         self._search = CandidateSearch(index, self.publications, calibration, neighbours)
         self._items = ItemBuilder(self.publications)
 
@@ -87,12 +95,13 @@ class Recommender:
         encoder: Encoder,
         *,
         cache: EmbeddingCache | None = None,
-        calibrate: bool = True,
+        options: BuildOptions | None = None,
     ) -> Recommender:
-        """Encode and index publications in memory (evaluation, comparisons); nothing is written."""
+        """Encode and index publications in memory, exactly as a build would (evaluation, comparisons)."""
         texts = [publication_text(p) for p in publications]
-        vectors, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
-        return cls.from_vectors(publications, vectors, model=encoder.name, encoder=encoder, calibrate=calibrate)
+        chunks, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
+        contents = derive(publications, chunks, encoder.name, options or BuildOptions())
+        return cls.from_contents(contents, encoder=encoder)
 
     @classmethod
     def from_vectors(
@@ -102,13 +111,25 @@ class Recommender:
         *,
         model: str = "in-memory",
         encoder: Encoder | None = None,
-        calibrate: bool = True,
+        options: BuildOptions | None = None,
     ) -> Recommender:
-        """Index given vectors (one row per publication) in memory, with per-language calibration."""
-        index = VectorIndex(vectors.shape[1], model).build([p.id for p in publications], vectors)
-        calibration = LanguageCalibration.fit(vectors, [p.language for p in publications]) if calibrate else None
-        manifest = {"model": model, "build_id": "in-memory"}
-        return cls(publications, index, manifest, encoder=encoder, calibration=calibration)
+        """Index given document vectors (one row per publication, each taken as a text of one chunk) in memory."""
+        contents = derive(publications, ChunkVectors.of_documents(vectors), model, options or BuildOptions())
+        return cls.from_contents(contents, encoder=encoder)
+
+    @classmethod
+    def from_contents(cls, contents: BuildContents, *, encoder: Encoder | None = None) -> Recommender:
+        """Serve what :func:`engine.pipeline.derive` made, without writing it."""
+        manifest = {"model": contents.index.model, "build_id": "in-memory", "options": contents.options.as_dict()}
+        return cls(
+            contents.publications,
+            contents.index,
+            manifest,
+            encoder=encoder,
+            calibration=contents.calibration,
+            neighbours=contents.neighbours,
+            adaptation=contents.adaptation,
+        )
 
     def __len__(self) -> int:
         return len(self.publications)
@@ -236,7 +257,15 @@ class Recommender:
             raise InvalidQueryError("title", "give a title or an abstract")
         if self.encoder is None:
             raise EncoderUnavailableError("this service was started without a model; free-text queries are off")
-        return encode_documents(self.encoder, [text], languages=[language])[0]
+        chunks = encode_chunks(self.encoder, [text], languages=[language])
+        if self.adaptation is None:
+            return chunks.pooled()[0]
+        # Centred like the catalog's chunks, then smoothed toward its nearest catalog items (found among the
+        # adapted vectors: the draft has no place in the build's chunk graph).
+        centred = chunks.pooled(centre(chunks.vectors, self.adaptation.mean))[0]
+        hits = self.index.search(centred, self.adaptation.neighbours)[0] if self.adaptation.neighbours else []
+        neighbours = self.index.vectors([key for key, _ in hits]) if hits else np.zeros((0, len(centred)))
+        return self.adaptation.smooth_query(centred, neighbours, np.array([score for _, score in hits]))
 
     # ----- ranking -----
 
@@ -334,13 +363,22 @@ def load_recommender(index_dir: Path, expected_model: str | None = None, encoder
     if (folder / "manifest.json").is_file():
         verify_build(folder)
     index, manifest = VectorIndex.load(folder, expected_model=expected_model)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexLoadError(
+            f"the build in {folder} has format {manifest.get('format_version')}, this version reads format "
+            f"{FORMAT_VERSION}; rebuild it: python scripts/build_index.py --catalog {folder / CATALOG_FILE} "
+            f"--index-dir {index_dir}"
+        )
     catalog = folder / CATALOG_FILE
     if not catalog.is_file():
         raise IndexLoadError(f"{catalog} is missing; rebuild the index with scripts/build_index.py")
     publications = load_catalog(catalog).publications
     overrides = load_overrides(Path(index_dir), frozenset(p.id for p in publications))
     calibration, neighbours = LanguageCalibration.load(folder), NeighbourLists.load(folder)
-    return Recommender(publications, index, manifest, overrides, encoder, calibration, neighbours)
+    adaptation = CatalogAdaptation.load(folder, graph=False)
+    return Recommender(
+        publications, index, manifest, overrides, encoder, calibration, neighbours, adaptation, build_dir=folder
+    )
 
 
 __all__ = [

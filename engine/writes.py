@@ -1,6 +1,7 @@
 """Catalog writes without a full rebuild: upsert or delete publications, persisted as a new build.
 
-Only the new or changed items are encoded; every other vector is copied from the index in service.
+Only the new or changed items are encoded; every other chunk vector comes from the build in service, and
+the catalog adaptation is updated only where the change reaches (engine/adapt.py), with the build's mean.
 The result is written like any build (staging folder, checksums, atomic ``current`` flip), so a write
 is on disk before it is acknowledged and a restart loses nothing. A later ``scripts/build_index.py``
 run replaces the catalog with its input files, API writes included.
@@ -9,15 +10,19 @@ run replaces the catalog with its input files, API writes included.
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.build import build_options, write_build
-from engine.calibrate import LanguageCalibration
+import numpy as np
+
+from engine.adapt import CatalogAdaptation
+from engine.build import write_build
 from engine.catalog import Publication
-from engine.embed import EmbeddingCache, Encoder, encode_cached
-from engine.neighbours import NeighbourLists
+from engine.embed import EMBEDDINGS_FILE, ChunkVectors, EmbeddingCache, Encoder, encode_cached
+from engine.index import IndexLoadError
+from engine.pipeline import BuildOptions, derive
 from engine.recommend import EncoderUnavailableError, Recommender, UnknownPublicationError
 from engine.settings import available_cores
 from engine.text import publication_text
@@ -60,47 +65,65 @@ def apply_writes(
         recommender.get(publication_id)  # UnknownPublicationError names a missing id
     if upserts and encoder is None:
         raise EncoderUnavailableError("this service was started without a model; it cannot encode new items")
-    publications = dict(recommender.publications)
-    for publication_id in deletes:
-        del publications[publication_id]
-    index = recommender.index.copy()
-    index.remove(list(deletes))
-    if upserts:
-        texts = [publication_text(p) for p in upserts]
-        vectors, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in upserts])
-        index.add([p.id for p in upserts], vectors)
-        publications.update({p.id: p for p in upserts})
+    old_ids, before = _stored_chunks(recommender)
+    removed = set(deletes) | {p.id for p in upserts}
+    kept = [i for i, key in enumerate(old_ids) if key not in removed]
+    publications = [recommender.publications[old_ids[i]] for i in kept] + list(upserts)
     if not publications:
         raise WriteRejectedError("a write may not remove every publication; build an index from a catalog instead")
-    ordered = list(publications.values())
-    ids, languages = [p.id for p in ordered], [p.language for p in ordered]
-    vectors = index.vectors(ids)
-    calibration = LanguageCalibration.fit(vectors, languages) if recommender.calibration is not None else None
-    neighbours = None
-    size = recommender.neighbours.requested_size if recommender.neighbours is not None else 0
-    if size and len(ordered) <= WRITE_NEIGHBOURS_LIMIT:
-        neighbours = NeighbourLists.compute(
-            index, ids, vectors, languages, calibration, size=size, threads=available_cores()
-        )
-    elif size:
+    added = ChunkVectors.concat([], before.vectors.shape[1])
+    if upserts:
+        texts = [publication_text(p) for p in upserts]
+        added, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in upserts])
+    options = BuildOptions.from_manifest(recommender.manifest.get("options", {}))
+    adaptation = None
+    if options.adapt:
+        fitted = CatalogAdaptation.load(recommender.build_dir)
+        if fitted is None:
+            raise IndexLoadError(f"{recommender.build_dir} has no adaptation.npz; rebuild the index")
+        # The build's mean stays until the next scripts/build_index.py run: only what a write touches moves.
+        adaptation, chunks, changed = fitted.update(before, np.array(kept), added, threads=available_cores())
+    else:
+        chunks = ChunkVectors.concat([before.select(kept), added], before.vectors.shape[1])
+        changed = np.arange(len(kept), len(publications))
+    lists = len(publications) <= WRITE_NEIGHBOURS_LIMIT
+    if options.neighbours and not lists:
         logger.warning(
             "%d publications: this write's build has no neighbour lists (over %d); related-by-id uses the live "
             "search until the next scripts/build_index.py run",
-            len(ordered),
+            len(publications),
             WRITE_NEIGHBOURS_LIMIT,
         )
-    # The options this build was made with, so a later build_index from files compares like with like.
-    options = build_options(calibration is not None, size if neighbours is not None else 0, index.storage)
-    folder = write_build(
-        Path(index_dir),
-        index,
-        ordered,
-        sources=["api"],
-        calibration=calibration,
-        neighbours=neighbours,
-        options=options,
+        # Recorded as made, so a later build_index from files compares like with like.
+        options = replace(options, neighbours=0)
+    contents = derive(
+        publications,
+        chunks,
+        recommender.index.model,
+        options,
+        adaptation=adaptation,
+        base=recommender.index,
+        changed=[publications[i].id for i in changed],
     )
-    return WriteReport(folder.name, tuple(p.id for p in upserts), tuple(deletes), len(ordered))
+    folder = write_build(Path(index_dir), contents, sources=["api"])
+    return WriteReport(folder.name, tuple(p.id for p in upserts), tuple(deletes), len(publications))
+
+
+def _stored_chunks(recommender: Recommender) -> tuple[list[str], ChunkVectors]:
+    """The chunk vectors of the build in service, in its catalog's order."""
+    if recommender.build_dir is None:
+        raise WriteRejectedError("this recommender was built in memory; writes need an index folder")
+    try:
+        stored = ChunkVectors.load(recommender.build_dir)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise IndexLoadError(
+            f"{recommender.build_dir / EMBEDDINGS_FILE} is damaged ({exc}); rebuild the index"
+        ) from None
+    if stored is None or stored[0] != list(recommender.publications):
+        raise IndexLoadError(
+            f"{recommender.build_dir} holds no chunk vectors for its catalog ({EMBEDDINGS_FILE}); rebuild the index"
+        )
+    return stored
 
 
 __all__ = ["MAX_WRITE_ITEMS", "UnknownPublicationError", "WriteRejectedError", "WriteReport", "apply_writes"]

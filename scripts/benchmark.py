@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from engine import (
+    BuildOptions,
+    ChunkVectors,
     EmbeddingCache,
     Publication,
     Recommender,
     VectorIndex,
     build_index,
+    derive,
     get_settings,
     load_catalog,
     open_encoder,
@@ -328,12 +331,8 @@ def synthetic_build(index_dir: Path, n: int, model: str) -> None:
         )
         for i in range(n)
     ]
-    vectors = synthetic_vectors(n)
-    ids, languages = [p.id for p in publications], [p.language for p in publications]
-    index = VectorIndex(512, model).build(ids, vectors)
-    calibration = LanguageCalibration.fit(vectors, languages)
-    lists = NeighbourLists.compute(index, ids, vectors, languages, calibration, threads=available_cores())
-    write_build(index_dir, index, publications, sources=["synthetic"], calibration=calibration, neighbours=lists)
+    chunks = ChunkVectors.of_documents(synthetic_vectors(n))
+    write_build(index_dir, derive(publications, chunks, model, BuildOptions()), sources=["synthetic"])
 
 
 # ----- the bare comparison app -----

@@ -6,7 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine import CatalogError, EmbeddingCache, ModelNotPreparedError, build_index, get_settings, open_encoder
+from engine import (
+    BuildOptions,
+    CatalogError,
+    EmbeddingCache,
+    ModelNotPreparedError,
+    build_index,
+    get_settings,
+    open_encoder,
+)
+from engine.adapt import DEFAULT_NEIGHBOURS
 from engine.index import STORAGES
 from engine.neighbours import DEFAULT_SIZE
 
@@ -41,10 +50,32 @@ def main(argv: list[str] | None = None) -> int:
         default="float32",
         help="vector precision; float16 halves the index's memory (default: %(default)s)",
     )
+    parser.add_argument(
+        "--smoothing",
+        type=int,
+        default=DEFAULT_NEIGHBOURS,
+        help="nearest chunks of other publications each chunk is smoothed toward; 0 for centring only "
+        "(default: %(default)s; see engine/adapt.py)",
+    )
+    parser.add_argument(
+        "--no-adapt", action="store_true", help="index the model's vectors as they are (no centring or smoothing)"
+    )
+    parser.add_argument(
+        "--no-calibrate", action="store_true", help="rank by plain cosine, without the per-language correction"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.neighbours < 0:
         parser.error(f"--neighbours must be >= 0, got {args.neighbours}")
+    if args.smoothing < 0:
+        parser.error(f"--smoothing must be >= 0, got {args.smoothing}")
+    options = BuildOptions(
+        adapt=not args.no_adapt,
+        smoothing=args.smoothing,
+        calibrate=not args.no_calibrate,
+        neighbours=args.neighbours,
+        storage=args.storage,
+    )
 
     cache = None if args.no_cache else EmbeddingCache(args.cache_dir / "embeddings.sqlite")
     try:
@@ -56,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             cache=cache,
             skip_invalid=args.skip_invalid,
             show_progress=not args.quiet,
-            neighbours=args.neighbours,
-            storage=args.storage,
+            options=options,
             force=args.force,
         )
     except CatalogError as exc:

@@ -3,6 +3,9 @@
 Evaluates a built index (--index-dir) or a catalog indexed in memory with the configured model
 (--catalog, optionally one --split). --baselines adds random, recency, BM25 and char n-gram TF-IDF;
 --report DIR writes a Markdown table, a JSON file and a chart, with per-language-pair figures.
+--shapes measures every catalog shape of the shared dev sets and the demo catalog (balanced and parallel,
+unbalanced and long, translated articles, site-like samples): served ranking, plain cosine, BM25,
+recency and random; with --report DIR it writes shapes.md and shapes.json there.
 """
 
 from __future__ import annotations
@@ -10,7 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from engine import (
     EmbeddingCache,
@@ -27,6 +34,11 @@ from engine import (
 from engine.baselines import BASELINES
 from engine.metrics import RELEVANCE_KINDS
 from engine.report import markdown_table, pair_table, write_report
+from engine.settings import PROJECT_ROOT
+from engine.shapes import evaluate_shape, shapes_table, standard_shapes
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+DEMO_CATALOG = PROJECT_ROOT / "data" / "demo" / "catalog.jsonl"
 
 
 def _recommender(args: argparse.Namespace) -> Recommender:
@@ -40,6 +52,36 @@ def _recommender(args: argparse.Namespace) -> Recommender:
             raise SystemExit(f"error: no item of {args.catalog} has split {args.split!r}")
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     return Recommender.from_publications(publications, open_encoder(settings), cache=cache)
+
+
+def _shapes(args: argparse.Namespace) -> int:
+    if not (args.shared_data / "masakhanews-dev" / "catalog.jsonl").is_file():
+        print(
+            f"error: {args.shared_data} does not hold the shared evaluation data; pass --shared-data", file=sys.stderr
+        )
+        return 2
+    settings = get_settings()
+    shapes = standard_shapes(args.shared_data, DEMO_CATALOG)
+    encoder = open_encoder(settings)
+    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    started = time.perf_counter()
+    rows = []
+    for shape in tqdm(shapes, desc="shapes", unit="shape"):
+        rows.extend(evaluate_shape(shape, encoder, cache, k=args.k))
+    table = shapes_table(shapes, rows, k=args.k)
+    if args.json:
+        print(json.dumps([asdict(row) for row in rows]))
+    else:
+        print(table)
+    if args.report:
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "shapes.md").write_text(
+            f"# Catalog shapes (model {encoder.name})\n\n{table}\n", encoding="utf-8"
+        )
+        (args.report / "shapes.json").write_text(json.dumps([asdict(row) for row in rows], indent=2), encoding="utf-8")
+        print(f"wrote {args.report / 'shapes.md'} and shapes.json", file=sys.stderr)
+    print(f"measured {len(shapes)} shapes x 5 systems in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,9 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines", action="store_true", help="also run random, recency, BM25 and TF-IDF")
     parser.add_argument("--report", type=Path, metavar="DIR", help="write report.md, report.json and a chart")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--shapes", action="store_true", help="measure every catalog shape (needs the shared data; see --shared-data)"
+    )
+    parser.add_argument(
+        "--shared-data", type=Path, default=SHARED_DATA, help="the shared evaluation data (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error(f"--k must be >= 1, got {args.k}")
+    if args.shapes:
+        return _shapes(args)
     try:
         recommender = _recommender(args)
     except IndexLoadError as exc:

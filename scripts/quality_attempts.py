@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import EmbeddingCache, EngineRanker, Recommender, evaluate_system, get_settings, open_encoder
+from engine import BuildOptions, EmbeddingCache, EngineRanker, Recommender, evaluate_system, get_settings, open_encoder
 from engine.adapter import AdapterConfig, apply_adapter, center, language_means, load_adapter, train_adapter
 from engine.baselines import bm25_ranker
 from engine.catalog import Publication, load_catalog
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def vectors_of(encoder: Encoder, pubs: list[Publication]) -> np.ndarray:
         texts = [publication_text(p) for p in pubs]
-        return encode_cached(encoder, texts, cache, languages=[p.language for p in pubs])[0]
+        return encode_cached(encoder, texts, cache, languages=[p.language for p in pubs])[0].pooled()
 
     for data in sets:
         data.base = vectors_of(base_encoder, data.publications)
@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         vectors: Callable[[DataSet], np.ndarray], calibrate: bool = True, **options: object
     ) -> Callable[[DataSet], Ranker]:
         return lambda d: EngineRanker(
-            Recommender.from_vectors(d.publications, vectors(d), calibrate=calibrate), **options
+            Recommender.from_vectors(
+                d.publications, vectors(d), options=BuildOptions(adapt=False, calibrate=calibrate)
+            ),
+            **options,
         )
 
     attempts: list[tuple[str, str, Callable[[DataSet], Ranker]]] = [

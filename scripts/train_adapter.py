@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder = open_encoder(settings.model_copy(update={"model": args.base, "models_dir": args.models_dir}))
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     texts = [publication_text(p) for p in publications]
-    vectors, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
+    chunks, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
+    vectors = chunks.pooled()
     config = AdapterConfig(epochs=args.epochs, identity_weight=args.identity_weight)
     weight, means = train_adapter(vectors, publications, config)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import EmbeddingCache, build_index, get_settings, open_encoder
+from engine import BuildOptions, EmbeddingCache, build_index, get_settings, open_encoder
 from tests.fakes import FakeEncoder, pub, write_jsonl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,9 +60,10 @@ def fake_encoder() -> FakeEncoder:
 @pytest.fixture
 def small_index(tmp_path: Path, small_catalog: Path, fake_encoder: FakeEncoder) -> Path:
     index_dir = tmp_path / "index"
-    # Uncalibrated, so rankings follow the cosines worked out by hand (calibration has its own tests).
+    # Plain cosines, so rankings follow the ones worked out by hand (adaptation and calibration have their own
+    # tests).
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
-    build_index([small_catalog], index_dir, fake_encoder, cache=cache, calibrate=False)
+    build_index([small_catalog], index_dir, fake_encoder, cache=cache, options=BuildOptions.plain())
     return index_dir
 
 

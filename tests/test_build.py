@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import CatalogError, EmbeddingCache, build_index, encode_documents, load_recommender, resolve_build
+from engine import (
+    BuildOptions,
+    CatalogError,
+    EmbeddingCache,
+    build_index,
+    encode_documents,
+    load_recommender,
+    resolve_build,
+)
 from tests.conftest import SMALL_CATALOG
 from tests.fakes import FakeEncoder, pub, write_jsonl
 
@@ -23,6 +31,7 @@ def test_build_writes_a_current_build_with_manifest_and_catalog(small_index: Pat
         "manifest.json",
         "catalog.jsonl",
         "neighbours.npz",
+        "embeddings.npz",  # the model's chunk vectors: writes adapt again from them
     }
     manifest = load_recommender(small_index).manifest
     assert manifest["model"] == "fake@1" and manifest["count"] == len(SMALL_CATALOG)
@@ -57,10 +66,12 @@ def test_up_to_date_needs_the_same_options_and_an_intact_build(tmp_path: Path) -
     index_dir = tmp_path / "index"
     build_index([catalog], index_dir, FakeEncoder())
     assert build_index([catalog], index_dir, FakeEncoder()).up_to_date
-    assert not build_index([catalog], index_dir, FakeEncoder(), neighbours=0).up_to_date
-    assert not build_index([catalog], index_dir, FakeEncoder(name="fake@2"), neighbours=0).up_to_date
+    assert not build_index([catalog], index_dir, FakeEncoder(), options=BuildOptions(neighbours=0)).up_to_date
+    assert not build_index(
+        [catalog], index_dir, FakeEncoder(name="fake@2"), options=BuildOptions(neighbours=0)
+    ).up_to_date
     (resolve_build(index_dir) / "catalog.jsonl").write_text("damaged", encoding="utf-8")
-    rebuilt = build_index([catalog], index_dir, FakeEncoder(name="fake@2"), neighbours=0)
+    rebuilt = build_index([catalog], index_dir, FakeEncoder(name="fake@2"), options=BuildOptions(neighbours=0))
     assert not rebuilt.up_to_date and rebuilt.encoded == 9
 
 

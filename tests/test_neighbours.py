@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import Publication, Recommender, RelatedQuery, VectorIndex, build_index, load_recommender
+from engine import BuildOptions, Publication, Recommender, RelatedQuery, VectorIndex, build_index, load_recommender
 from engine.build import resolve_build
 from engine.calibrate import LanguageCalibration
 from engine.catalog import parse_record
@@ -101,7 +101,7 @@ def test_built_lists_match_the_live_search_of_the_loaded_build(tmp_path: Path, s
     records = [pub(p.id, p.title, language=p.language, group=p.group) for p in publications]
     catalog_file = write_jsonl(tmp_path / "c.jsonl", records)
     encoder = TableEncoder({p.title: v for p, v in zip(publications, vectors, strict=True)})
-    build_index([catalog_file], tmp_path / "index", encoder, neighbours=20, storage=storage)
+    build_index([catalog_file], tmp_path / "index", encoder, options=BuildOptions(neighbours=20, storage=storage))
     listed = load_recommender(tmp_path / "index")
     live = Recommender(
         list(listed.publications.values()), listed.index, listed.manifest, calibration=listed.calibration

@@ -1,0 +1,176 @@
+"""Catalog adaptation (centring + neighbour smoothing) against brute-force numpy, and its incremental update."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import (
+    BuildOptions,
+    CatalogAdaptation,
+    ChunkVectors,
+    Recommender,
+    RelatedQuery,
+    build_index,
+    derive,
+    load_recommender,
+)
+from engine import adapt as adapt_module
+from engine.catalog import parse_record
+from engine.embed import encode_cached, normalize
+from engine.index import IndexLoadError
+from engine.text import publication_text
+from engine.writes import apply_writes
+from tests.fakes import FakeEncoder, pub, write_jsonl
+
+
+def random_chunks(seed: int, documents: int = 60, dimension: int = 16) -> ChunkVectors:
+    """Documents of 1-4 chunks drawn around a few topics, so neighbours mean something."""
+    rng = np.random.default_rng(seed)
+    topics = rng.standard_normal((5, dimension))
+    counts = rng.integers(1, 5, documents)
+    owners = np.repeat(np.arange(documents), counts)
+    vectors = topics[rng.integers(0, 5, documents)][owners] + 0.8 * rng.standard_normal((len(owners), dimension))
+    weights = np.where(np.repeat(counts, counts) > 1, rng.integers(50, 400, len(owners)), 1).astype(np.float32)
+    return ChunkVectors(normalize(vectors), owners.astype(np.int64), weights, documents)
+
+
+def brute_force(chunks: ChunkVectors, k: int, weight: float, mean: np.ndarray | None = None) -> np.ndarray:
+    """The documented adaptation, written out: centre, smooth each chunk toward its k nearest chunks of other
+    documents (weights = their cosines), pool by length."""
+    vectors = chunks.vectors.astype(np.float64)
+    mean = vectors.mean(axis=0) if mean is None else mean
+    centred = vectors - mean
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    smoothed = np.empty_like(centred)
+    for row in range(len(centred)):
+        scores = centred @ centred[row]
+        scores[chunks.owners == chunks.owners[row]] = -np.inf
+        best = np.argsort(-scores, kind="stable")[:k]
+        best = best[np.isfinite(scores[best])]
+        w = np.maximum(scores[best], 0)
+        borrowed = (w / w.sum()) @ centred[best] if w.sum() > 0 else 0
+        smoothed[row] = centred[row] + weight * borrowed
+        smoothed[row] /= np.linalg.norm(smoothed[row])
+    pooled = np.zeros((chunks.documents, centred.shape[1]))
+    np.add.at(pooled, chunks.owners, smoothed * chunks.weights[:, None])
+    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(("k", "weight"), [(5, 0.5), (3, 1.0), (0, 0.5)])
+def test_adapted_vectors_equal_brute_force(k: int, weight: float) -> None:
+    chunks = random_chunks(0)
+    adaptation = CatalogAdaptation.fit(chunks, neighbours=k, weight=weight)
+    assert adaptation.document_vectors(chunks) == pytest.approx(brute_force(chunks, k, weight), abs=1e-5)
+    if k:
+        # never a chunk of the same document, best first
+        graph = adaptation.graph
+        assert (chunks.owners[graph] != chunks.owners[:, None]).all()
+        assert (np.diff(adaptation.similarities, axis=1) <= 1e-6).all()
+
+
+def test_tiny_catalogs_have_fewer_neighbours_and_no_errors() -> None:
+    # 2 documents of one chunk each: every chunk has one possible neighbour; the rest is padding
+    chunks = ChunkVectors.of_documents(normalize(np.array([[1.0, 0.2], [0.3, 1.0]])))
+    adaptation = CatalogAdaptation.fit(chunks, neighbours=5)
+    assert adaptation.graph.tolist() == [[1, -1, -1, -1, -1], [0, -1, -1, -1, -1]]
+    assert adaptation.document_vectors(chunks) == pytest.approx(brute_force(chunks, 5, 0.5), abs=1e-6)
+    single = ChunkVectors.of_documents(normalize(np.array([[1.0, 0.2]])))
+    assert np.isfinite(CatalogAdaptation.fit(single).document_vectors(single)).all()
+
+
+def test_large_catalogs_find_nearly_the_same_neighbours_by_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    chunks = random_chunks(1, documents=400)
+    exact = CatalogAdaptation.fit(chunks)
+    monkeypatch.setattr(adapt_module, "_EXACT_LIMIT", 10)
+    approximate = CatalogAdaptation.fit(chunks, threads=2)
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact.graph, approximate.graph, strict=True)])
+    assert overlap >= 0.95
+    assert (chunks.owners[approximate.graph] != chunks.owners[:, None]).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_update_equals_a_fresh_fit_with_the_same_mean(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    before = random_chunks(seed, documents=80)
+    fitted = CatalogAdaptation.fit(before)
+    kept = np.sort(rng.choice(80, size=70, replace=False))  # 10 deleted (or replaced by a new version)
+    rng.shuffle(kept)
+    added = random_chunks(seed + 10, documents=6)
+    updated, after, changed = fitted.update(before, kept, added)
+    fresh = CatalogAdaptation.fit(after, mean=fitted.mean)
+    assert [set(row) for row in updated.graph] == [set(row) for row in fresh.graph]
+    new_vectors = updated.document_vectors(after)
+    assert new_vectors == pytest.approx(fresh.document_vectors(after), abs=1e-5)
+    # every document whose vector moved is reported as changed (and the added ones always are)
+    old_vectors = fitted.document_vectors(before)[kept]
+    moved = np.flatnonzero(np.abs(new_vectors[: len(kept)] - old_vectors).max(axis=1) > 1e-6)
+    assert set(moved) <= set(changed.tolist())
+    assert set(range(70, 76)) <= set(changed.tolist())
+    assert len(changed) < 76  # only what the change reaches
+
+
+def test_adaptation_round_trips_and_a_damaged_file_is_named(tmp_path: Path) -> None:
+    chunks = random_chunks(3)
+    adaptation = CatalogAdaptation.fit(chunks)
+    adaptation.save(tmp_path)
+    loaded = CatalogAdaptation.load(tmp_path)
+    assert loaded is not None and loaded.graph.tolist() == adaptation.graph.tolist()
+    assert loaded.document_vectors(chunks) == pytest.approx(adaptation.document_vectors(chunks))
+    light = CatalogAdaptation.load(tmp_path, graph=False)
+    assert light is not None and light.mean == pytest.approx(adaptation.mean) and light.graph.size == 0
+    (tmp_path / adapt_module.ADAPTATION_FILE).write_bytes(b"not a zip file")
+    with pytest.raises(IndexLoadError, match=r"adaptation\.npz is damaged"):
+        CatalogAdaptation.load(tmp_path)
+
+
+WRITE_CATALOG = [
+    pub("a1", "trade trade finance"),
+    pub("a2", "trade finance finance", language="fr", group="g-a"),
+    pub("a3", "trade finance finance", group="g-a"),
+    pub("b1", "climate water water"),
+    pub("b2", "climate climate water", language="ar"),
+    pub("b3", "water youth"),
+    pub("c1", "migration security security"),
+    pub("c2", "migration health security"),
+    pub("c3", "health youth health"),
+    pub("c4", "health youth"),
+]
+
+
+def test_api_writes_answer_like_a_fresh_build_with_the_same_mean(tmp_path: Path) -> None:
+    encoder = FakeEncoder()
+    index_dir = tmp_path / "index"
+    build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG)], index_dir, encoder)
+    recommender = load_recommender(index_dir)
+    mean = recommender.adaptation.mean
+    new = [pub("d1", "trade water climate"), pub("c2", "migration migration youth")]  # one new, one edited
+    upserts = [parse_record(r, "api", i) for i, r in enumerate(new)]
+    apply_writes(recommender, index_dir, upserts=upserts, deletes=["b3"], encoder=encoder)
+    written = load_recommender(index_dir)
+    assert "b3" not in written.publications and written.publications["c2"].abstract == "migration migration youth"
+
+    # the same catalog made in one go, with the first build's mean
+    publications = list(written.publications.values())
+    chunks, _ = encode_cached(encoder, [publication_text(p) for p in publications], None)
+    adaptation = CatalogAdaptation.fit(chunks, mean=mean)
+    fresh = Recommender.from_contents(
+        derive(publications, chunks, written.index.model, BuildOptions(), adaptation=adaptation)
+    )
+    for p in publications:
+        got = [(i.id, round(i.score, 5)) for i in written.recommend(p.id, RelatedQuery(k=5)).items]
+        expected = [(i.id, round(i.score, 5)) for i in fresh.recommend(p.id, RelatedQuery(k=5)).items]
+        assert got == expected
+
+
+def test_a_draft_with_an_items_text_finds_that_item_first(tmp_path: Path) -> None:
+    encoder = FakeEncoder()
+    index_dir = tmp_path / "index"
+    build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG)], index_dir, encoder)
+    recommender = load_recommender(index_dir, encoder=encoder)
+    for p in recommender.publications.values():
+        items = recommender.recommend_text("", p.abstract, p.language, RelatedQuery(k=3)).items
+        assert items[0].score == pytest.approx(max(i.score for i in items))
+        assert recommender.publications[items[0].id].abstract == p.abstract
