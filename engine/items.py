@@ -76,7 +76,10 @@ class ItemBuilder:
             explanation = Explanation(
                 shared_topics=tuple(shared_values(seed.topics, p.topics)),
                 shared_authors=tuple(shared_values(seed.authors, p.authors)),
-                shared_terms=tuple(self.term_statistics().shared_terms(seed.terms, p.id)),
+                shared_terms=tuple(
+                    # The query's language and catalog id: names are shown as the query writes them.
+                    self.term_statistics().shared_terms(seed.terms, p.id, language=seed.language, source=seed.source)
+                ),
                 similarity=round(score, 6),
                 calibrated=round(candidate.calibrated, 4),
                 redundancy=round(candidate.redundancy, 6),

@@ -40,6 +40,11 @@ def stopwords() -> dict[str, frozenset[str]]:
     }
 
 
+def strip_arabic_marks(text: str) -> str:
+    """Text without Arabic diacritics and tatweel (letters kept as written): combining marks split words in regexes."""
+    return _ARABIC_DIACRITICS.sub("", text)
+
+
 def normalise_arabic(text: str) -> str:
     """Strip Arabic diacritics and tatweel, unify alef, ya and ta marbuta spellings."""
     return _ARABIC_DIACRITICS.sub("", text).translate(_ARABIC_LETTERS)
@@ -55,3 +60,15 @@ def fold(text: str) -> str:
 def all_stopwords() -> frozenset[str]:
     """Stop words of every supported language, folded like :func:`fold` output."""
     return frozenset(fold(w) for words in stopwords().values() for w in words)
+
+
+@lru_cache(maxsize=1)
+def function_words() -> frozenset[str]:
+    """Function words of every supported language, folded: :func:`all_stopwords` with NLTK's English list.
+
+    Explanations show words to people, so "which", "them" or "have" must never be among them; bm25s's short
+    English list (33 words) misses those. :func:`stopwords` stays as it is for the lexical baselines.
+    """
+    from bm25s.stopwords import STOPWORDS_EN_PLUS  # NLTK's English list (179 words)
+
+    return all_stopwords() | frozenset(fold(w) for w in STOPWORDS_EN_PLUS)

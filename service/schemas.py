@@ -65,9 +65,15 @@ class ExplanationOut(BaseModel):
 
     shared_topics: list[str]
     shared_authors: list[str]
-    shared_terms: list[str] = Field(description="telling words both texts contain (rarest first)")
-    similarity: float = Field(description="cosine similarity to the query")
-    calibrated: float = Field(description="the ranking key: the similarity as a z-score within the item's language")
+    shared_terms: list[str] = Field(
+        description="what both texts name: countries (across en/fr/ar), acronyms and names first, then words one "
+        "of them dwells on; rarest in the catalog first; empty when they share nothing telling"
+    )
+    similarity: float = Field(description="cosine similarity to the query, of the catalog-adapted vectors")
+    calibrated: float = Field(
+        description="the ranking key: the similarity as a z-score, corrected for the item's language where the "
+        "catalog's translations measure a language effect"
+    )
     redundancy: float = Field(description="max cosine to the items ranked above (what diversity penalises)")
     pinned: bool = Field(description="placed by an editorial pin")
     same_language: bool | None = Field(description="in the query's language (null when it is unknown)")
@@ -84,7 +90,7 @@ class RelatedItemOut(BaseModel):
     url: str | None
     authors: list[str]
     snippet: str = Field(description="the start of the abstract")
-    score: float = Field(description="cosine similarity to the query")
+    score: float = Field(description="cosine similarity to the query, of the catalog-adapted vectors")
     rank: int = Field(ge=1, description="position in the whole list (offset + 1 for the first of a page)")
     is_translation: bool = Field(description="a language version of the query publication itself")
     translations: list[TranslationOut] = Field(description="the other language versions of this item")
