@@ -173,8 +173,18 @@ class ChunkVectors:
         """Document vectors: the weighted mean of each document's chunks (``vectors`` in place of the stored
         ones, row for row), re-normalised."""
         chunks = self.vectors if vectors is None else vectors
+        grouped = bool(np.all(np.diff(self.owners) >= 0))  # as every constructor here makes them
+        if grouped and len(chunks) == self.documents:  # one chunk each (every document has at least one)
+            return normalize(chunks)
+        weighted = chunks * self.weights[:, None]
+        if grouped and len(chunks):
+            # One segmented sum instead of a scatter-add (np.add.at is ~10x slower).
+            starts = np.flatnonzero(np.r_[True, np.diff(self.owners) > 0])
+            pooled = np.zeros((self.documents, chunks.shape[1]), dtype=np.float32)
+            pooled[self.owners[starts]] = np.add.reduceat(weighted, starts, axis=0)
+            return normalize(pooled)
         pooled = np.zeros((self.documents, chunks.shape[1]), dtype=np.float32)
-        np.add.at(pooled, self.owners, chunks * self.weights[:, None])
+        np.add.at(pooled, self.owners, weighted)
         return normalize(pooled)
 
 

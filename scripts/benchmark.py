@@ -24,23 +24,27 @@ import numpy as np
 
 from engine import (
     BuildOptions,
+    CatalogAdaptation,
     ChunkVectors,
     EmbeddingCache,
     Publication,
     Recommender,
+    RelatedQuery,
     VectorIndex,
     build_index,
     derive,
     get_settings,
     load_catalog,
+    load_recommender,
     open_encoder,
 )
 from engine.build import write_build
 from engine.calibrate import LanguageCalibration
-from engine.embed import encode_documents
+from engine.embed import encode_cached, encode_documents
 from engine.neighbours import NeighbourLists
 from engine.settings import available_cores
 from engine.text import chunk_text, publication_text
+from engine.writes import apply_writes
 from service.process import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -288,6 +292,93 @@ def latency(name: str, recommender: Recommender, ids: list[str]) -> dict:
     return {f"{name}_p50_ms": float(np.percentile(times, 50)), f"{name}_p99_ms": float(np.percentile(times, 99))}
 
 
+def bench_adaptation(encoder, quick: bool, sizes: list[int]) -> dict:
+    """What the catalog adaptation (engine/adapt.py) costs: a build's work after encoding with and without it
+    on real catalogs, its fit at scale next to one exact n x n GEMM (or the index build) of the same vectors,
+    a free-text query, and a one-item API write next to a rebuild from the stored chunks."""
+    results: dict = {"catalogs": {}, "scale": {}}
+    catalogs = {"demo": load_catalog(PROJECT / "data" / "demo" / "catalog.jsonl").publications}
+    if (SHARED / "masakhanews-dev" / "catalog.jsonl").is_file():
+        catalogs["masakhanews-dev"] = load_catalog(SHARED / "masakhanews-dev" / "catalog.jsonl").publications
+        catalogs["sib200 snippets"] = load_catalog(SHARED / "sib200-dev" / "catalog.jsonl").publications[:2000]
+    if quick:
+        catalogs = {"demo": catalogs["demo"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = EmbeddingCache(Path(tmp) / "cache.sqlite")
+        for name, pubs in catalogs.items():
+            texts = [publication_text(p) for p in pubs]
+            encode_seconds, (chunks, _) = timed(
+                lambda texts=texts, pubs=pubs: encode_cached(
+                    encoder, texts, cache, languages=[p.language for p in pubs]
+                )
+            )
+            runs: dict[str, list[float]] = {"adapted": [], "not adapted": []}
+            for _ in range(1 if quick else 3):
+                for label, options in (("adapted", BuildOptions()), ("not adapted", BuildOptions(adapt=False))):
+                    runs[label].append(
+                        timed(lambda pubs=pubs, chunks=chunks, o=options: derive(pubs, chunks, "m", o))[0]
+                    )
+            adapted, plain = min(runs["adapted"]), min(runs["not adapted"])
+            results["catalogs"][name] = {
+                "items": len(pubs),
+                "chunks": len(chunks.vectors),
+                "encode_s": encode_seconds,
+                "derive_adapted_s": adapted,
+                "derive_not_adapted_s": plain,
+                "adaptation_share_of_encode": (adapted - plain) / encode_seconds,
+            }
+        demo = catalogs["demo"]
+        chunks, _ = encode_cached(
+            encoder, [publication_text(p) for p in demo], cache, languages=[p.language for p in demo]
+        )
+        drafts = [(p.title, p.abstract, p.language) for p in demo[:40]]
+        for label, options in (("adapted", BuildOptions()), ("not adapted", BuildOptions(adapt=False))):
+            recommender = Recommender.from_contents(derive(demo, chunks, encoder.name, options), encoder=encoder)
+            times = []
+            for title, abstract, language in drafts:
+                started = time.perf_counter()
+                recommender.recommend_text(title, abstract, language, RelatedQuery(k=10))
+                times.append((time.perf_counter() - started) * 1000)
+            results[f"draft_{label.replace(' ', '_')}_p50_ms"] = float(np.percentile(times, 50))
+        build_index([PROJECT / "data" / "demo" / "catalog.jsonl"], Path(tmp) / "index", encoder, cache=cache)
+        results["demo_write"] = bench_write(Path(tmp) / "index", encoder, cache)
+    for n in [2000] if quick else sizes:
+        chunks = ChunkVectors.of_documents(synthetic_vectors(n))
+        fit_seconds = timed(lambda chunks=chunks: CatalogAdaptation.fit(chunks, threads=available_cores()))[0]
+        row = {"fit_s": fit_seconds}
+        if n <= 30_000:
+            gemm_seconds = timed(lambda v=chunks.vectors: [v[i : i + 4096] @ v.T for i in range(0, len(v), 4096)])[0]
+            row.update({"gemm_s": gemm_seconds, "fit_in_gemms": fit_seconds / gemm_seconds})
+        else:
+            keys = [str(i) for i in range(n)]
+            index_seconds = timed(lambda v=chunks.vectors, keys=keys: VectorIndex(512, "s").build(keys, v))[0]
+            row.update({"index_build_s": index_seconds, "fit_in_index_builds": fit_seconds / index_seconds})
+        if n <= 20_000:
+            with tempfile.TemporaryDirectory() as tmp:
+                synthetic_build(Path(tmp) / "index", n, model=encoder.name)
+                cache = EmbeddingCache(Path(tmp) / "cache.sqlite")
+                row["write"] = bench_write(Path(tmp) / "index", encoder, cache)
+        results["scale"][str(n)] = row
+    return results
+
+
+def bench_write(index_dir: Path, encoder, cache: EmbeddingCache) -> dict:
+    """One new publication through ``apply_writes`` (incremental adaptation) next to a rebuild of the same
+    catalog from its stored chunk vectors (no encoding in either: the new text is encoded first, cached)."""
+    recommender = load_recommender(index_dir, encoder=encoder)
+    new = Publication("bench-new", "A new paper on trade and water", "Trade, water and climate policy.", language="en")
+    encode_cached(encoder, [publication_text(new)], cache, languages=["en"])
+    write_seconds = timed(lambda: apply_writes(recommender, index_dir, upserts=[new], encoder=encoder, cache=cache))[0]
+    written = load_recommender(index_dir)
+    stored = ChunkVectors.load(written.build_dir)
+    rebuild_seconds = timed(
+        lambda: derive(
+            list(written.publications.values()), stored[1], "m", BuildOptions.from_manifest(written.manifest["options"])
+        )
+    )[0]
+    return {"items": len(written), "write_s": write_seconds, "rebuild_from_chunks_s": rebuild_seconds}
+
+
 def bench_memory(index_dir: Path, items: int, seconds: int) -> dict:
     """Peak RSS of the service (with and without the model) on the demo index and on ``items`` items.
 
@@ -455,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--only",
-        default="indexing,incremental,serving,scale,memory",
+        default="indexing,incremental,serving,scale,memory,adaptation",
         help="comma-separated sections (default: %(default)s)",
     )
     parser.add_argument("--scale", default="10000,100000", help="synthetic index sizes (add 1000000 for 1M)")
@@ -468,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=PROJECT / "var" / "benchmark.json", help="default: %(default)s")
     args = parser.parse_args(argv)
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = sections - {"indexing", "incremental", "serving", "scale", "memory"}
+    unknown = sections - {"indexing", "incremental", "serving", "scale", "memory", "adaptation"}
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
     settings = get_settings()
@@ -481,7 +572,9 @@ def main(argv: list[str] | None = None) -> int:
             "model": settings.model,
         }
     }
-    encoder = open_encoder(settings) if sections & {"indexing", "incremental", "serving", "memory"} else None
+    encoder = (
+        open_encoder(settings) if sections & {"indexing", "incremental", "serving", "memory", "adaptation"} else None
+    )
     if "indexing" in sections:
         report["indexing"] = bench_indexing(encoder, args.quick, repeats=1 if args.quick else 5)
     if "incremental" in sections:
@@ -500,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(s) for s in args.scale.split(",")] if not args.quick else [2000]
         storages = [s.strip() for s in args.storage.split(",") if s.strip()]
         report["scale"] = bench_scale(sizes, storages, queries=50 if args.quick else 200)
+    if "adaptation" in sections:
+        sizes = [int(s) for s in args.scale.split(",")]
+        report["adaptation"] = bench_adaptation(encoder, args.quick, sizes)
     report["max_rss_mb_of_benchmark"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
@@ -547,6 +643,32 @@ def render(report: dict) -> str:
             f"recall@10 {row['search_recall_at_10']:.3f}, related live p50 {row['live_search_p50_ms']:.2f} ms "
             f"p99 {row['live_search_p99_ms']:.2f} ms; lists {row['lists_s']:.1f}s {row['lists_memory_mb']:.0f} MB, "
             f"related p50 {row['lists_p50_ms']:.2f} ms p99 {row['lists_p99_ms']:.2f} ms"
+        )
+    adaptation = report.get("adaptation", {})
+    for name, row in adaptation.get("catalogs", {}).items():
+        lines.append(
+            f"adaptation {name:<16} {row['items']:>5} items ({row['chunks']} chunks): build after encoding "
+            f"{row['derive_adapted_s']:.2f}s adapted vs {row['derive_not_adapted_s']:.2f}s not "
+            f"(+{100 * row['adaptation_share_of_encode']:.1f}% of the encoding's {row['encode_s']:.1f}s)"
+        )
+    for name, row in adaptation.get("scale", {}).items():
+        reference = (
+            f"{row['fit_in_gemms']:.1f} x one {name}x{name} GEMM ({row['gemm_s']:.2f}s)"
+            if "gemm_s" in row
+            else f"{row['fit_in_index_builds']:.2f} x the index build ({row['index_build_s']:.1f}s)"
+        )
+        lines.append(f"adaptation fit at {name:>7} items: {row['fit_s']:.1f}s = {reference}")
+        if "write" in row:
+            lines.append(
+                f"adaptation one-item write into {row['write']['items']} items: {row['write']['write_s']:.2f}s "
+                f"(rebuild from stored chunks {row['write']['rebuild_from_chunks_s']:.2f}s)"
+            )
+    if "draft_adapted_p50_ms" in adaptation:
+        write = adaptation["demo_write"]
+        lines.append(
+            f"adaptation draft query p50 {adaptation['draft_adapted_p50_ms']:.1f} ms adapted vs "
+            f"{adaptation['draft_not_adapted_p50_ms']:.1f} ms not; one-item write into {write['items']} items "
+            f"{write['write_s']:.2f}s (rebuild from stored chunks {write['rebuild_from_chunks_s']:.2f}s)"
         )
     for name, row in report.get("memory", {}).items():
         lines.append(

@@ -174,3 +174,14 @@ def test_a_draft_with_an_items_text_finds_that_item_first(tmp_path: Path) -> Non
         items = recommender.recommend_text("", p.abstract, p.language, RelatedQuery(k=3)).items
         assert items[0].score == pytest.approx(max(i.score for i in items))
         assert recommender.publications[items[0].id].abstract == p.abstract
+
+
+def test_pooling_is_the_length_weighted_mean_whatever_the_chunk_order() -> None:
+    chunks = random_chunks(4)
+    expected = np.zeros((chunks.documents, chunks.vectors.shape[1]))
+    np.add.at(expected, chunks.owners, chunks.vectors * chunks.weights[:, None])
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    assert chunks.pooled() == pytest.approx(expected, abs=1e-6)
+    order = np.random.default_rng(0).permutation(len(chunks.vectors))
+    shuffled = ChunkVectors(chunks.vectors[order], chunks.owners[order], chunks.weights[order], chunks.documents)
+    assert shuffled.pooled() == pytest.approx(expected, abs=1e-6)

@@ -18,7 +18,9 @@ from scripts import (
     evaluate,
     prepare_model,
     quality_attempts,
+    sample_catalog,
     serve,
+    shape_attempts,
     stress,
     train_adapter,
 )
@@ -28,7 +30,19 @@ from tests.fakes import write_jsonl
 
 @pytest.mark.parametrize(
     "script",
-    [build_index, evaluate, serve, prepare_model, compare_models, benchmark, stress, train_adapter, quality_attempts],
+    [
+        build_index,
+        evaluate,
+        serve,
+        prepare_model,
+        compare_models,
+        benchmark,
+        stress,
+        train_adapter,
+        quality_attempts,
+        sample_catalog,
+        shape_attempts,
+    ],
 )
 def test_help(script, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
@@ -147,3 +161,61 @@ def test_benchmark_measures_a_server_with_its_worker_processes(tmp_path: Path) -
         for process in benchmark._process_tree(parent.pid):
             os.kill(process, 9)
         parent.wait()
+
+
+def parallel_catalog(path: Path, groups: int = 60) -> Path:
+    """Every group in en, fr, ar and ary, topics alternating (the shape of sib200-dev)."""
+    topics = ("trade", "climate", "water")
+    records = [
+        {
+            "id": f"s{g}-{lang}",
+            "abstract": f"{topics[g % 3]} text number {g}",
+            "language": lang,
+            "group": f"s{g}",
+            "topics": [topics[g % 3]],
+            "split": "dev",
+        }
+        for g in range(groups)
+        for lang in ("en", "fr", "ar", "ary")
+    ]
+    return write_jsonl(path, records)
+
+
+def test_sample_catalog_is_reproducible_and_site_like(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = parallel_catalog(tmp_path / "parallel.jsonl", groups=300)
+    args = ["--catalog", str(catalog), "--split", "dev", "--seed", "3"]
+    assert sample_catalog.main([*args, "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert sample_catalog.main([*args, "--out", str(tmp_path / "b.jsonl")]) == 0
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    sample = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    untranslated = [r for r in sample if "group" not in r]
+    translated = [r for r in sample if "group" in r]
+    # one item per untranslated group, in en 70 % / fr 20 % / ar 10 % (300 groups: wide bounds), never ary
+    assert {r["language"] for r in sample} <= {"en", "fr", "ar"}
+    share_en = sum(r["language"] == "en" for r in untranslated) / len(untranslated)
+    assert 0.6 < share_en < 0.8
+    # a third of the groups keep their three versions
+    assert 0.25 < len(translated) / 3 / 300 < 0.42 and len(translated) % 3 == 0
+    assert "translation groups" in capsys.readouterr().out
+    assert sample_catalog.main([*args, "--translated", "0", "--out", str(tmp_path / "c.jsonl")]) == 0
+    assert all("group" not in json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines())
+    with pytest.raises(SystemExit):
+        sample_catalog.main([*args, "--shares", "en=x", "--out", str(tmp_path / "d.jsonl")])
+
+
+@pytest.mark.model
+def test_evaluate_shapes_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A stand-in for ../shared/data with the same folders and tiny catalogs, so the whole path runs quickly.
+    shared = tmp_path / "shared"
+    for name in ("sib200-dev", "masakhanews-dev", "ntrex-dev", "seed"):
+        (shared / name).mkdir(parents=True)
+        parallel_catalog(shared / name / "catalog.jsonl", groups=12)
+    (shared / "seed" / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\ns0-en\ts3-en\t2\n", encoding="utf-8")
+    report = tmp_path / "report"
+    assert evaluate.main(["--shapes", "--shared-data", str(shared), "--report", str(report)]) == 0
+    table = capsys.readouterr().out
+    assert table.count("| served |") == 7 and "plain cosine" in table and "bm25" in table
+    rows = json.loads((report / "shapes.json").read_text())
+    assert {r["shape"] for r in rows} >= {"sib200-dev", "demo", "sib200 site sample, untranslated"}
+    assert (report / "shapes.md").read_text().startswith("# Catalog shapes")
+    assert evaluate.main(["--shapes", "--shared-data", str(tmp_path / "nowhere")]) == 2
