@@ -3,12 +3,12 @@
 from pathlib import Path
 from typing import Any
 
-from engine.adapt import CatalogAdaptation
 from engine.build import BuildReport, build_index, resolve_build
 from engine.calibrate import LanguageCalibration
 from engine.catalog import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
+from engine.catalog_adaptation import CatalogAdaptation
+from engine.chunks import ChunkVectors
 from engine.embed import (
-    ChunkVectors,
     EmbeddingCache,
     Encoder,
     SentenceTransformerEncoder,
@@ -22,9 +22,10 @@ from engine.metrics import evaluate_run
 from engine.models import ModelNotPreparedError, check_prepared, prepare_model, read_manifest
 from engine.pipeline import BuildContents, BuildOptions, derive
 from engine.query import InvalidQueryError, RelatedQuery
-from engine.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError, load_recommender
+from engine.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError
 from engine.runtime import EngineHolder, NotReadyError, ReloadError
 from engine.settings import Settings, get_settings
+from engine.store import load_recommender
 from engine.text import chunk_text, publication_text
 
 __all__ = [

@@ -45,6 +45,10 @@ class ScoreRanker:
         groups = [p.group or f"\0{p.id}" for p in self.publications]
         self._groups = np.array(groups)
 
+    def scores(self, row: int) -> np.ndarray:
+        """The scores of every catalog item for the item at ``row`` (a fresh array)."""
+        return np.array(self._scores(row), dtype=np.float64)
+
     def rank(
         self,
         query_id: str,
@@ -56,7 +60,7 @@ class ScoreRanker:
     ) -> list[str]:
         """The ``k`` best-scoring items that pass the exclusions."""
         row = self._row[query_id]
-        scores = np.asarray(self._scores(row), dtype=np.float64).copy()
+        scores = self.scores(row)
         blocked = np.zeros(len(scores), dtype=bool)
         blocked[row] = True
         if not include_translations:

@@ -14,7 +14,7 @@ so what differs between languages is the encoder's language effect and not what 
 to publish: a French list that is mostly economics does not push economics down for French queries.
 Each language's effect counts by ``w_L = n_L / (n_L + 10)`` for its ``n_L`` translated items; the spread
 of q's similarities to ``n_L`` items is uncertain by about ``sqrt(2 / n_L)``, ±45 % at ten (the constant
-and the alternatives are in docs/quality.md). A catalog without translations gets no language correction
+and the alternatives are in docs/quality-shapes.md). A catalog without translations gets no language correction
 at all: the key is then the same order as the cosine, for every query.
 
 All of it is computed per query in O(d^2) from stored means and covariances, not O(n). Within one
@@ -71,14 +71,14 @@ class LanguageCalibration:
         cls,
         vectors: np.ndarray,
         languages: Sequence[str | None],
-        groups: Sequence[str | None] | None = None,
+        groups: Sequence[str | None],
     ) -> LanguageCalibration:
         """Statistics of ``vectors``; the language effects come from items whose ``group`` (translation group)
         holds two or more languages. Without groups there is no language effect to measure."""
         vectors = np.asarray(vectors, dtype=np.float64)
         labels = [lang or "" for lang in languages]
         mean, covariance = _moments(vectors)
-        translated = _translated(labels, groups) if groups is not None else np.zeros(len(labels), dtype=bool)
+        translated = _translated(labels, groups)
         names = sorted({label for label, t in zip(labels, translated, strict=True) if t and label})
         counts = {
             name: int(sum(1 for label, t in zip(labels, translated, strict=True) if t and label == name))

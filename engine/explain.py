@@ -142,15 +142,16 @@ def analyse(title: str, abstract: str = "", language: str | None = None) -> Text
             key = word_key(word, lang)
             keys.append(key)
             surfaces.append(word)
-            if not (title_case or found.initial[i]):  # a capital there says nothing
+            if not (title_case or found.shouting or found.initial[i]):  # a capital there says nothing
                 (capitalised if word[0].isupper() else lowercase).append(key)
     result.counts = Counter(keys)
     return result
 
 
-def terms_of(text: str) -> set[str]:
-    """Keys of a text's names and content words (stems; case, accents and Arabic spellings folded)."""
-    return set(analyse("", text).counts)
+def terms_of(text: str, *, title: str = "", language: str | None = None) -> set[str]:
+    """Keys of a text's names and content words (stems; case, accents and Arabic spellings folded); a ``title``
+    is read as a headline apart from the text, as for catalog items."""
+    return set(analyse(title, text, language).counts)
 
 
 def _usual(forms: Counter[str]) -> str:

@@ -87,6 +87,11 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self._row_of)
 
+    @property
+    def tombstones(self) -> int:
+        """Removed items an HNSW graph still holds (searches skip them; 0 for a flat index)."""
+        return int(self._index.ntotal) - len(self)
+
     def __contains__(self, key: object) -> bool:
         return key in self._row_of
 

@@ -66,6 +66,7 @@ class NameScan:
     names: list[tuple[str, str]] = field(default_factory=list)  # (key, surface) per occurrence
     consumed: set[int] = field(default_factory=set)  # words of a country name or an acronym: not content words
     named: set[int] = field(default_factory=set)  # words of any name: their capital is the name's, not the word's
+    shouting: bool = False  # written in capitals: no capital in it tells anything
 
     def text_of(self, start: int, end: int) -> str:
         """Words ``start:end`` with what joined them in the text (one space for any whitespace)."""
@@ -258,16 +259,27 @@ def scan(text: str, *, title_case: bool = False) -> NameScan:
         found.consumed.update(range(i, i + n))
         countries.add((i, i + n))
         i += n
+    # In a text written in capitals ("THE END OF AID IN AFRICA") every word looks like an acronym.
+    shouting = found.shouting = is_shouting(words)
+    stop = function_words()
     for i, word in enumerate(words):
+        if shouting or folded[i] in stop:
+            continue  # "THE", "DANS": function words in capitals are still function words
         if capital[i] and i not in found.consumed and is_acronym(word):
             surface = word
             if i + 1 < len(words) and gaps[i + 1] == "-" and words[i + 1].isdigit():
                 surface = f"{word}-{words[i + 1]}"  # COVID-19 is read whole
             found.names.append((acronym_key(word), surface))
             found.consumed.add(i)
-    if not title_case:
+    if not (title_case or shouting):
         _add_runs(found, capital, countries)
     return found
+
+
+def is_shouting(words: list[str]) -> bool:
+    """Whether a text is written in capitals: most of its words of three letters or more are upper case."""
+    long = [w for w in words if len(w) >= 3 and w.isalpha() and not ("\u0600" <= w[0] <= "\u06ff")]
+    return len(long) >= 3 and sum(w.isupper() for w in long) >= 0.6 * len(long)
 
 
 def _add_runs(found: NameScan, capital: list[bool], countries: set[tuple[int, int]]) -> None:

@@ -11,28 +11,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.adapt import DEFAULT_NEIGHBOURS, CatalogAdaptation
 from engine.calibrate import LanguageCalibration
 from engine.catalog import Publication
-from engine.embed import ChunkVectors
+from engine.catalog_adaptation import SMOOTHING_NEIGHBOURS, CatalogAdaptation
+from engine.chunks import ChunkVectors
 from engine.index import STORAGES, VectorIndex
 from engine.neighbours import DEFAULT_SIZE, NeighbourLists
 from engine.settings import available_cores
+
+# Share of removed items an HNSW graph may hold (each search asks for that many more) before a write rebuilds it.
+_MAX_TOMBSTONES = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class BuildOptions:
     """What besides the catalog and the model decides a build's contents (recorded in its manifest)."""
 
-    adapt: bool = True  # centre on the catalog's mean and smooth (engine/adapt.py)
-    smoothing: int = DEFAULT_NEIGHBOURS  # neighbours each chunk is smoothed toward; 0 for centring only
+    adapt: bool = True  # centre on the catalog's mean and smooth (engine/catalog_adaptation.py)
+    smoothing_neighbours: int = SMOOTHING_NEIGHBOURS  # chunks each chunk is smoothed toward; 0: centring only
     calibrate: bool = True  # per-language z-scores (engine/calibrate.py)
     neighbours: int = DEFAULT_SIZE  # length of the precomputed neighbour lists; 0 for none
     storage: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.smoothing < 0:
-            raise ValueError(f"smoothing must be >= 0 (0 for centring only), got {self.smoothing}")
+        if self.smoothing_neighbours < 0:
+            raise ValueError(
+                f"smoothing_neighbours must be >= 0 (0 for centring only), got {self.smoothing_neighbours}"
+            )
         if self.neighbours < 0:
             raise ValueError(f"neighbours must be >= 0 (0 for no lists), got {self.neighbours}")
         if self.storage not in STORAGES:
@@ -76,14 +81,13 @@ def derive(
     adaptation: CatalogAdaptation | None = None,
     base: VectorIndex | None = None,
     changed: Sequence[str] = (),
-    lists: bool = True,
     show_progress: bool = False,
 ) -> BuildContents:
     """Adapt, index, calibrate and list ``publications`` (in the order of ``chunks``' documents).
 
     ``adaptation`` is an already fitted one (a write's incremental update); ``base`` an index holding the
     previous vectors, of which only ``changed`` ids (and ids no longer in the catalog) are replaced, so a
-    write does not rebuild a large HNSW graph. ``lists=False`` leaves out the neighbour lists.
+    write does not rebuild a large HNSW graph.
     """
     publications = list(publications)
     if chunks.documents != len(publications):
@@ -93,20 +97,23 @@ def derive(
     if options.adapt:
         if adaptation is None:
             adaptation = CatalogAdaptation.fit(
-                chunks, neighbours=options.smoothing, threads=threads, show_progress=show_progress
+                chunks, k=options.smoothing_neighbours, threads=threads, show_progress=show_progress
             )
         vectors = adaptation.document_vectors(chunks)
     else:
         adaptation, vectors = None, chunks.pooled()
-    if base is None:
-        index = VectorIndex(chunks.vectors.shape[1], model, storage=options.storage).build(ids, vectors)
-    else:
+    index = None
+    if base is not None:
         index = base.copy()
         present = set(ids)
         index.remove([key for key in index.ids if key not in present])
         row = {key: i for i, key in enumerate(ids)}
         replaced = [key for key in dict.fromkeys(changed) if key in row]
         index.add(replaced, vectors[[row[key] for key in replaced]])
+        if index.tombstones > _MAX_TOMBSTONES * len(ids):
+            index = None  # searches skip tombstones by asking FAISS for more: past a point, build afresh
+    if index is None:
+        index = VectorIndex(chunks.vectors.shape[1], model, storage=options.storage).build(ids, vectors)
     if options.storage != "float32":
         # Calibrate and rank the lists on what searches will see: the stored, rounded vectors.
         vectors = index.vectors(ids)
@@ -116,7 +123,7 @@ def derive(
             vectors, [p.language for p in publications], [p.group for p in publications]
         )
     neighbours = None
-    if options.neighbours > 0 and lists:
+    if options.neighbours > 0:
         neighbours = NeighbourLists.compute(
             index,
             ids,

@@ -13,17 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from engine.adapt import CatalogAdaptation, centre
-from engine.build import CATALOG_FILE, resolve_build, verify_build
 from engine.calibrate import LanguageCalibration
 from engine.candidates import Candidate, CandidateSearch, Key
-from engine.catalog import Publication, load_catalog
-from engine.embed import ChunkVectors, EmbeddingCache, Encoder, encode_cached, encode_chunks, normalize
+from engine.catalog import Publication
+from engine.catalog_adaptation import CatalogAdaptation, centre
+from engine.chunks import ChunkVectors, normalize
+from engine.embed import EmbeddingCache, Encoder, encode_cached, encode_chunks
 from engine.explain import terms_of
-from engine.index import FORMAT_VERSION, IndexLoadError, VectorIndex
+from engine.index import IndexLoadError, VectorIndex
 from engine.items import ItemBuilder, Seed, snippet
 from engine.neighbours import NeighbourLists
-from engine.overrides import Overrides, load_overrides
+from engine.overrides import Overrides
 from engine.pipeline import BuildContents, BuildOptions, derive
 from engine.query import InvalidQueryError, RelatedQuery
 from engine.rerank import keep_min_score, mmr_order
@@ -81,7 +81,7 @@ class Recommender:
         ):
             raise IndexLoadError("the neighbour lists do not match the catalog of the build; rebuild the index")
         self.neighbours = neighbours
-        # The catalog's mean and smoothing (engine/adapt.py): drafts are adapted like catalog items.
+        # The catalog's mean and smoothing (engine/catalog_adaptation.py): drafts are adapted like catalog items.
         self.adaptation = adaptation
         # The build folder this was loaded from (None in memory): writes read its chunk vectors.
         self.build_dir = build_dir
@@ -201,7 +201,13 @@ class Recommender:
             # Valid by the request schema, so not an error: an empty list that says what to send.
             return RelatedResult([], "nothing to relate to: send a title, an abstract or example ids (like)")
         vector = self.text_vector(title, abstract, language)
-        seed = Seed(vector, language, frozenset(), frozenset(), terms=frozenset(terms_of(f"{title} {abstract}")))
+        seed = Seed(
+            vector,
+            language,
+            frozenset(),
+            frozenset(),
+            terms=frozenset(terms_of(abstract, title=title, language=language)),
+        )
         return self._rank(seed, query)
 
     def recommend_examples(
@@ -227,7 +233,7 @@ class Recommender:
             title, abstract = text
             draft = self.text_vector(title, abstract, language)
             positives.append(draft)
-            terms |= terms_of(f"{title} {abstract}")
+            terms |= terms_of(abstract, title=title, language=language)
         vector = np.mean(positives, axis=0)
         if disliked:
             vector = vector - _UNLIKE_WEIGHT * np.mean([self.index.vector(p.id) for p in disliked], axis=0)
@@ -263,7 +269,7 @@ class Recommender:
         # Centred like the catalog's chunks, then smoothed toward its nearest catalog items (found among the
         # adapted vectors: the draft has no place in the build's chunk graph).
         centred = chunks.pooled(centre(chunks.vectors, self.adaptation.mean))[0]
-        hits = self.index.search(centred, self.adaptation.neighbours)[0] if self.adaptation.neighbours else []
+        hits = self.index.search(centred, self.adaptation.k)[0] if self.adaptation.k else []
         neighbours = self.index.vectors([key for key, _ in hits]) if hits else np.zeros((0, len(centred)))
         return self.adaptation.smooth_query(centred, neighbours, np.array([score for _, score in hits]))
 
@@ -357,30 +363,6 @@ class Recommender:
         return f"no publication passes the filters ({query.describe_filters()})"
 
 
-def load_recommender(index_dir: Path, expected_model: str | None = None, encoder: Encoder | None = None) -> Recommender:
-    """Load the current build of ``index_dir`` (index, manifest, catalog snapshot) and its overrides."""
-    folder = resolve_build(Path(index_dir))
-    if (folder / "manifest.json").is_file():
-        verify_build(folder)
-    index, manifest = VectorIndex.load(folder, expected_model=expected_model)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexLoadError(
-            f"the build in {folder} has format {manifest.get('format_version')}, this version reads format "
-            f"{FORMAT_VERSION}; rebuild it: python scripts/build_index.py --catalog {folder / CATALOG_FILE} "
-            f"--index-dir {index_dir}"
-        )
-    catalog = folder / CATALOG_FILE
-    if not catalog.is_file():
-        raise IndexLoadError(f"{catalog} is missing; rebuild the index with scripts/build_index.py")
-    publications = load_catalog(catalog).publications
-    overrides = load_overrides(Path(index_dir), frozenset(p.id for p in publications))
-    calibration, neighbours = LanguageCalibration.load(folder), NeighbourLists.load(folder)
-    adaptation = CatalogAdaptation.load(folder, graph=False)
-    return Recommender(
-        publications, index, manifest, overrides, encoder, calibration, neighbours, adaptation, build_dir=folder
-    )
-
-
 __all__ = [
     "EncoderUnavailableError",
     "Explanation",
@@ -390,6 +372,5 @@ __all__ = [
     "TextTooLongError",
     "Translation",
     "UnknownPublicationError",
-    "load_recommender",
     "snippet",
 ]

@@ -21,7 +21,8 @@ from engine.catalog import CatalogError, Publication
 from engine.embed import EmbeddingCache, Encoder
 from engine.index import IndexLoadError
 from engine.overrides import OVERRIDES_FILE, OverridesError
-from engine.recommend import Recommender, load_recommender
+from engine.recommend import Recommender
+from engine.store import load_recommender
 from engine.writes import WriteReport, apply_writes
 
 logger = logging.getLogger(__name__)

@@ -8,10 +8,11 @@ the model's plain cosine and BM25 (``scripts/evaluate.py --shapes``).
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -24,8 +25,12 @@ from engine.recommend import Recommender
 from engine.text import publication_text
 
 # A think tank's site: mostly English, some French, fewer Arabic (the issue's example shape).
-SITE_SHARES: Mapping[str, float] = {"en": 0.7, "fr": 0.2, "ar": 0.1}
+SITE_SHARES: Mapping[str, float] = MappingProxyType({"en": 0.7, "fr": 0.2, "ar": 0.1})
+SITE_TRANSLATED = 1 / 3
 SAMPLE_SEEDS = (0, 1, 2, 3, 4)
+# Seeds of the untranslated samples: other draws than the translated ones, so the two rows are not the same
+# sentences with and without their translations.
+_UNTRANSLATED_SEED_OFFSET = 100
 SYSTEMS = ("served", "plain cosine", "bm25", "recency", "random")
 
 
@@ -34,7 +39,7 @@ class Shape:
     """One catalog shape: one catalog, or several samples of one kind whose figures are averaged."""
 
     name: str
-    description: str
+    kind: str  # what the shape stands for; :func:`composition` says what it holds
     catalogs: tuple[tuple[Publication, ...], ...]
     relevance: str = "topics"
     qrels: Path | None = None
@@ -54,25 +59,44 @@ def site_sample(
     seed: int,
     *,
     shares: Mapping[str, float] = SITE_SHARES,
-    translated: float = 1 / 3,
+    translated: float = SITE_TRANSLATED,
 ) -> list[Publication]:
     """A site-like sample of a parallel catalog: each translation group becomes one publication in a language
-    drawn by ``shares``; a ``translated`` share of the groups keeps its versions in all those languages (a
-    site that translates some of its publications). Reproducible: the same seed gives the same sample."""
+    drawn by ``shares``, and about a ``translated`` share of the sample's items are in translation groups of
+    two versions (the original and one translation, in another language drawn by ``shares``): an English-first
+    site translates into French and Arabic. With the default shares a third translated gives about en 62 % /
+    fr 25 % / ar 13 % of items. Reproducible: the same seed gives the same sample."""
+    if not 0 <= translated < 1:
+        raise ValueError(f"translated must be at least 0 and below 1, got {translated}")
     rng = random.Random(seed)
     versions: dict[str, dict[str, Publication]] = defaultdict(dict)
     for p in publications:
         if p.group and p.language in shares:
             versions[p.group][p.language] = p
-    languages, weights = list(shares), list(shares.values())
+    # Groups of two: a share t of the groups gives 2t items in groups out of 1 + t, so t = x / (2 - x).
+    groups_translated = translated / (2 - translated)
     sample: list[Publication] = []
     for group in sorted(versions):
-        primary = rng.choices(languages, weights)[0]
-        if rng.random() < translated:
-            sample.extend(versions[group][lang] for lang in languages if lang in versions[group])
-        elif primary in versions[group]:
-            sample.append(replace(versions[group][primary], group=None))
+        present = versions[group]
+        languages = [lang for lang in shares if lang in present]
+        primary = rng.choices(languages, [shares[lang] for lang in languages])[0]
+        others = [lang for lang in languages if lang != primary]
+        if others and rng.random() < groups_translated:
+            second = rng.choices(others, [shares[lang] for lang in others])[0]
+            sample.extend([present[primary], present[second]])
+        else:
+            sample.append(replace(present[primary], group=None))
     return sample
+
+
+def composition(catalogs: Sequence[Sequence[Publication]]) -> str:
+    """What a shape's catalogs hold, on average: items, language shares, share in translation groups."""
+    items = [p for catalog in catalogs for p in catalog]
+    languages = Counter(p.language or "?" for p in items)
+    groups = Counter(p.group for p in items if p.group)
+    translated = sum(1 for p in items if p.group and groups[p.group] > 1)
+    mix = " / ".join(f"{lang} {100 * n / len(items):.0f} %" for lang, n in languages.most_common())
+    return f"{len(items) / len(catalogs):.0f} items, {mix}, {100 * translated / len(items):.0f} % translated"
 
 
 def standard_shapes(shared: Path, demo: Path, seeds: Sequence[int] = SAMPLE_SEEDS) -> list[Shape]:
@@ -80,36 +104,39 @@ def standard_shapes(shared: Path, demo: Path, seeds: Sequence[int] = SAMPLE_SEED
     sib = [
         p for p in load_catalog(shared / "sib200-dev" / "catalog.jsonl").publications if p.metadata["split"] == "dev"
     ]
-    one = (tuple(load_catalog(shared / "masakhanews-dev" / "catalog.jsonl").publications),)
+
+    def one(path: Path) -> tuple[tuple[Publication, ...], ...]:
+        return (tuple(load_catalog(path).publications),)
+
     return [
-        Shape("sib200-dev", "balanced, parallel: 99 sentences x en, fr, ar, ary", (tuple(sib),)),
-        Shape("masakhanews-dev", "unbalanced (69 % en), long news, no translations", one),
+        Shape("sib200-dev", "balanced and parallel (sentences)", (tuple(sib),)),
+        Shape(
+            "masakhanews-dev",
+            "unbalanced, long news, no translations",
+            one(shared / "masakhanews-dev" / "catalog.jsonl"),
+        ),
         Shape(
             "ntrex-dev",
-            "articles with translations (relevance: the translations)",
-            (tuple(load_catalog(shared / "ntrex-dev" / "catalog.jsonl").publications),),
+            "articles and their translations (relevance: the translations)",
+            one(shared / "ntrex-dev" / "catalog.jsonl"),
             relevance="group",
         ),
         Shape(
             "seed",
-            "the product's page: 11 items, graded judgments",
-            (tuple(load_catalog(shared / "seed" / "catalog.jsonl").publications),),
+            "the product's page, graded judgments",
+            one(shared / "seed" / "catalog.jsonl"),
             qrels=shared / "seed" / "qrels.tsv",
         ),
-        Shape(
-            "demo",
-            "think-tank catalog: en 45 %, fr 30 %, ar 25 %, 32 translation groups",
-            (tuple(load_catalog(demo).publications),),
-        ),
+        Shape("demo", "a think tank's catalog, partly translated", one(demo)),
         Shape(
             "sib200 site sample",
-            f"sib200-dev as a site: en/fr/ar 70/20/10 %, a third translated ({len(seeds)} samples)",
+            f"sib200-dev as an English-first site, a third of items translated ({len(seeds)} samples)",
             tuple(tuple(site_sample(sib, seed)) for seed in seeds),
         ),
         Shape(
             "sib200 site sample, untranslated",
-            f"the same without translation groups ({len(seeds)} samples)",
-            tuple(tuple(site_sample(sib, 100 + seed, translated=0.0)) for seed in seeds),
+            f"sib200-dev as a site without translations ({len(seeds)} samples)",
+            tuple(tuple(site_sample(sib, _UNTRANSLATED_SEED_OFFSET + seed, translated=0.0)) for seed in seeds),
         ),
     ]
 
@@ -160,7 +187,7 @@ def shapes_table(shapes: Sequence[Shape], rows: Sequence[ShapeRow], k: int = 10)
     for shape in shapes:
         for row in (r for r in rows if r.shape == shape.name):
             m = row.metrics
-            name = f"**{shape.name}** ({shape.description})" if row.system == SYSTEMS[0] else ""
+            name = f"**{shape.name}**: {shape.kind}; {composition(shape.catalogs)}" if row.system == SYSTEMS[0] else ""
             lines.append(
                 f"| {name} | {row.system} | {m[f'ndcg@{k}']:.3f} | {m[f'mrr@{k}']:.3f} | {m['p@1']:.3f} | "
                 f"{m[f'cross-lingual ndcg@{k}']:.3f} | {m['language bias']:.3f} | {m['items']:.0f} |"

@@ -1,7 +1,7 @@
 """Catalog writes without a full rebuild: upsert or delete publications, persisted as a new build.
 
 Only the new or changed items are encoded; every other chunk vector comes from the build in service, and
-the catalog adaptation is updated only where the change reaches (engine/adapt.py), with the build's mean.
+the catalog adaptation is updated only where the change reaches (engine/catalog_adaptation.py), with the build's mean.
 The result is written like any build (staging folder, checksums, atomic ``current`` flip), so a write
 is on disk before it is acknowledged and a restart loses nothing. A later ``scripts/build_index.py``
 run replaces the catalog with its input files, API writes included.
@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from engine.adapt import CatalogAdaptation
-from engine.build import write_build
+from engine.build import CATALOG_FILE, write_build
 from engine.catalog import Publication
-from engine.embed import EMBEDDINGS_FILE, ChunkVectors, EmbeddingCache, Encoder, encode_cached
+from engine.catalog_adaptation import CatalogAdaptation
+from engine.chunks import EMBEDDINGS_FILE, ChunkVectors
+from engine.embed import EmbeddingCache, Encoder, encode_cached
 from engine.index import IndexLoadError
 from engine.pipeline import BuildOptions, derive
 from engine.recommend import EncoderUnavailableError, Recommender, UnknownPublicationError
@@ -33,6 +35,8 @@ MAX_WRITE_ITEMS = 100
 # takes about 0.25 ms an item here: above this size a write's build goes without them (live search,
 # the same answers) until the next scripts/build_index.py run.
 WRITE_NEIGHBOURS_LIMIT = 20_000
+# Up to this many chunks a write fits the catalog adaptation afresh (well under a second here), like a build.
+REFIT_CHUNKS = 5_000
 
 
 class WriteRejectedError(ValueError):
@@ -61,11 +65,14 @@ def apply_writes(
     """Write a new build of ``index_dir``: ``recommender``'s catalog with ``upserts`` and without ``deletes``."""
     if len(upserts) + len(deletes) > MAX_WRITE_ITEMS:
         raise WriteRejectedError(f"at most {MAX_WRITE_ITEMS} publications per write, got {len(upserts) + len(deletes)}")
+    repeated = sorted(key for key, n in Counter(p.id for p in upserts).items() if n > 1)
+    if repeated:
+        raise WriteRejectedError(f"duplicate ids in one write: {', '.join(repeated)}; send each publication once")
     for publication_id in deletes:
         recommender.get(publication_id)  # UnknownPublicationError names a missing id
     if upserts and encoder is None:
         raise EncoderUnavailableError("this service was started without a model; it cannot encode new items")
-    old_ids, before = _stored_chunks(recommender)
+    old_ids, before = _stored_chunks(recommender, Path(index_dir))
     removed = set(deletes) | {p.id for p in upserts}
     kept = [i for i, key in enumerate(old_ids) if key not in removed]
     publications = [recommender.publications[old_ids[i]] for i in kept] + list(upserts)
@@ -76,16 +83,19 @@ def apply_writes(
         texts = [publication_text(p) for p in upserts]
         added, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in upserts])
     options = BuildOptions.from_manifest(recommender.manifest.get("options", {}))
-    adaptation = None
+    adaptation, base = None, recommender.index
+    chunks = ChunkVectors.concat([before.select(kept), added], before.vectors.shape[1])
+    changed = np.arange(len(kept), len(publications))
     if options.adapt:
         fitted = CatalogAdaptation.load(recommender.build_dir)
         if fitted is None:
-            raise IndexLoadError(f"{recommender.build_dir} has no adaptation.npz; rebuild the index")
-        # The build's mean stays until the next scripts/build_index.py run: only what a write touches moves.
-        adaptation, chunks, changed = fitted.update(before, np.array(kept), added, threads=available_cores())
-    else:
-        chunks = ChunkVectors.concat([before.select(kept), added], before.vectors.shape[1])
-        changed = np.arange(len(kept), len(publications))
+            raise IndexLoadError(_unusable(recommender, Path(index_dir), "it has no adaptation.npz"))
+        if _refit(fitted, len(chunks.vectors), len(publications)):
+            # Small, or much grown or shrunk since its mean was fitted: fit again, as a build would.
+            base = None
+        else:
+            # The build's mean stays until the next scripts/build_index.py run: only what a write touches moves.
+            adaptation, chunks, changed = fitted.update(before, np.array(kept), added, threads=available_cores())
     lists = len(publications) <= WRITE_NEIGHBOURS_LIMIT
     if options.neighbours and not lists:
         logger.warning(
@@ -102,26 +112,40 @@ def apply_writes(
         recommender.index.model,
         options,
         adaptation=adaptation,
-        base=recommender.index,
+        base=base,
         changed=[publications[i].id for i in changed],
     )
     folder = write_build(Path(index_dir), contents, sources=["api"])
     return WriteReport(folder.name, tuple(p.id for p in upserts), tuple(deletes), len(publications))
 
 
-def _stored_chunks(recommender: Recommender) -> tuple[list[str], ChunkVectors]:
+def _refit(fitted: CatalogAdaptation, chunks: int, documents: int) -> bool:
+    """Whether a write fits the adaptation afresh instead of updating it with the build's mean: when a fresh
+    fit costs little, or when the catalog has halved or doubled since the mean was fitted (a build of a few
+    items that grows by writes would otherwise keep a mean that is one of its items)."""
+    return chunks <= REFIT_CHUNKS or not fitted.documents / 2 <= documents <= 2 * fitted.documents
+
+
+def _unusable(recommender: Recommender, index_dir: Path, reason: str) -> str:
+    """Why the build in service cannot take a write, and the rebuild that keeps its writes: from its own catalog."""
+    return (
+        f"the build in {recommender.build_dir} cannot take writes: {reason}; rebuild it from its own catalog, "
+        f"which holds every write so far: python scripts/build_index.py --catalog "
+        f"{recommender.build_dir / CATALOG_FILE} --index-dir {index_dir}"
+    )
+
+
+def _stored_chunks(recommender: Recommender, index_dir: Path) -> tuple[list[str], ChunkVectors]:
     """The chunk vectors of the build in service, in its catalog's order."""
     if recommender.build_dir is None:
         raise WriteRejectedError("this recommender was built in memory; writes need an index folder")
     try:
         stored = ChunkVectors.load(recommender.build_dir)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise IndexLoadError(
-            f"{recommender.build_dir / EMBEDDINGS_FILE} is damaged ({exc}); rebuild the index"
-        ) from None
+        raise IndexLoadError(_unusable(recommender, index_dir, f"{EMBEDDINGS_FILE} is damaged ({exc})")) from None
     if stored is None or stored[0] != list(recommender.publications):
         raise IndexLoadError(
-            f"{recommender.build_dir} holds no chunk vectors for its catalog ({EMBEDDINGS_FILE}); rebuild the index"
+            _unusable(recommender, index_dir, f"{EMBEDDINGS_FILE} is missing or holds another catalog")
         )
     return stored
 

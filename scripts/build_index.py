@@ -15,7 +15,7 @@ from engine import (
     get_settings,
     open_encoder,
 )
-from engine.adapt import DEFAULT_NEIGHBOURS
+from engine.catalog_adaptation import SMOOTHING_NEIGHBOURS
 from engine.index import STORAGES
 from engine.neighbours import DEFAULT_SIZE
 
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoothing",
         type=int,
-        default=DEFAULT_NEIGHBOURS,
+        default=SMOOTHING_NEIGHBOURS,
         help="nearest chunks of other publications each chunk is smoothed toward; 0 for centring only "
-        "(default: %(default)s; see engine/adapt.py)",
+        "(default: %(default)s; see engine/catalog_adaptation.py)",
     )
     parser.add_argument(
         "--no-adapt", action="store_true", help="index the model's vectors as they are (no centring or smoothing)"
@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.neighbours < 0:
         parser.error(f"--neighbours must be >= 0, got {args.neighbours}")
-    if args.smoothing < 0:
-        parser.error(f"--smoothing must be >= 0, got {args.smoothing}")
+    if not 0 <= args.smoothing <= 100:
+        parser.error(f"--smoothing must be between 0 and 100, got {args.smoothing}")
     options = BuildOptions(
         adapt=not args.no_adapt,
-        smoothing=args.smoothing,
+        smoothing_neighbours=args.smoothing,
         calibrate=not args.no_calibrate,
         neighbours=args.neighbours,
         storage=args.storage,

@@ -35,7 +35,7 @@ from engine.baselines import BASELINES
 from engine.metrics import RELEVANCE_KINDS
 from engine.report import markdown_table, pair_table, write_report
 from engine.settings import PROJECT_ROOT
-from engine.shapes import evaluate_shape, shapes_table, standard_shapes
+from engine.shapes import SYSTEMS, evaluate_shape, shapes_table, standard_shapes
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 DEMO_CATALOG = PROJECT_ROOT / "data" / "demo" / "catalog.jsonl"
@@ -80,7 +80,10 @@ def _shapes(args: argparse.Namespace) -> int:
         )
         (args.report / "shapes.json").write_text(json.dumps([asdict(row) for row in rows], indent=2), encoding="utf-8")
         print(f"wrote {args.report / 'shapes.md'} and shapes.json", file=sys.stderr)
-    print(f"measured {len(shapes)} shapes x 5 systems in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    print(
+        f"measured {len(shapes)} shapes x {len(SYSTEMS)} systems in {time.perf_counter() - started:.0f}s",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -1,22 +1,25 @@
 """Write a site-like sample of a parallel catalog: mostly one language, some items translated.
 
-Each translation group of the input becomes one publication in a language drawn by --shares; a
---translated share of the groups keeps all its versions (in those languages) as a translation group.
-The same --seed gives the same sample (engine.shapes.site_sample, as used by evaluate.py --shapes).
-Example: the shapes of docs/quality-shapes.md are
+Each translation group of the input becomes one publication in a language drawn by --shares; about a
+--translated share of the sample's items are in translation groups of two (the original and one
+translation into another language drawn by --shares). The same --seed gives the same sample
+(engine.shapes.site_sample). The "sib200 site sample" shape of docs/reports/shapes.md is seeds 0-4 of
 
     python scripts/sample_catalog.py --catalog ../shared/data/sib200-dev/catalog.jsonl --split dev \\
         --seed 0 --out var/shapes/sib200-site-0.jsonl
+
+and the untranslated one seeds 100-104 with --translated 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from engine import CatalogError, load_catalog, write_catalog
-from engine.shapes import SITE_SHARES, site_sample
+from engine.shapes import SITE_SHARES, SITE_TRANSLATED, composition, site_sample
 
 
 def parse_shares(text: str) -> dict[str, float]:
@@ -28,8 +31,8 @@ def parse_shares(text: str) -> dict[str, float]:
             shares[language.strip()] = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected language=share, got {part!r}") from None
-        if shares[language.strip()] <= 0:
-            raise argparse.ArgumentTypeError(f"shares must be > 0, got {part!r}")
+        if not math.isfinite(shares[language.strip()]) or shares[language.strip()] <= 0:
+            raise argparse.ArgumentTypeError(f"shares must be finite numbers > 0, got {part!r}")
     if not shares:
         raise argparse.ArgumentTypeError("give at least one language=share")
     return shares
@@ -47,11 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         default=dict(SITE_SHARES),
         help="languages and their shares (default: en=0.7,fr=0.2,ar=0.1)",
     )
-    parser.add_argument("--translated", type=float, default=1 / 3, help="share of groups kept translated (0-1)")
+    parser.add_argument(
+        "--translated",
+        type=float,
+        default=SITE_TRANSLATED,
+        help="share of the sample's items in translation groups, from 0 to below 1 (default: %(default).2f)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the sample catalog to write (.jsonl)")
     args = parser.parse_args(argv)
-    if not 0 <= args.translated <= 1:
-        parser.error(f"--translated must be between 0 and 1, got {args.translated}")
+    if not 0 <= args.translated < 1:
+        parser.error(f"--translated must be at least 0 and below 1, got {args.translated}")
     try:
         publications = load_catalog(args.catalog).publications
     except CatalogError as exc:
@@ -59,15 +67,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.split:
         publications = [p for p in publications if p.metadata.get("split") == args.split]
+        if not publications:
+            print(f"error: no item of {args.catalog} has split {args.split!r}", file=sys.stderr)
+            return 2
+    absent = sorted(set(args.shares) - {p.language for p in publications if p.group})
+    if absent:
+        print(
+            f"error: no translated item of {args.catalog} is in {', '.join(absent)}; drop it from --shares",
+            file=sys.stderr,
+        )
+        return 2
     sample = site_sample(publications, args.seed, shares=args.shares, translated=args.translated)
     if not sample:
         print(f"error: no item of {args.catalog} has a translation group in {sorted(args.shares)}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_catalog(sample, args.out)
-    counts = {lang: sum(p.language == lang for p in sample) for lang in args.shares}
-    groups = len({p.group for p in sample if p.group})
-    print(f"wrote {len(sample)} publications ({counts}, {groups} translation groups) -> {args.out}")
+    print(f"wrote {composition([sample])} -> {args.out}")
     return 0
 
 

@@ -228,7 +228,10 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     write_errors = {
         **admin_errors,
         400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
-        503: {"model": ErrorResponse, "description": "no index or no model loaded"},
+        503: {
+            "model": ErrorResponse,
+            "description": "no index or no model loaded, or a damaged file in the build in service (nothing written)",
+        },
     }
 
     @app.post("/publications", response_model=WriteResponse, responses=write_errors, dependencies=[Depends(admin)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from engine import InvalidQueryError, UnknownPublicationError
+from engine import IndexLoadError, InvalidQueryError, UnknownPublicationError
 from engine.recommend import EncoderUnavailableError, TextTooLongError
 from engine.runtime import NotReadyError
 from engine.writes import WriteRejectedError
@@ -35,6 +35,11 @@ def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotReadyError)
     async def not_ready(_: Request, exc: NotReadyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(IndexLoadError)
+    async def unusable_build(_: Request, exc: IndexLoadError) -> JSONResponse:
+        # Raised by a write whose build in service has a damaged or missing file: nothing was written.
+        return JSONResponse({"detail": f"the build in service cannot take writes: {exc}"}, status_code=503)
 
     @app.exception_handler(EncoderUnavailableError)
     async def no_model(_: Request, exc: EncoderUnavailableError) -> JSONResponse:

@@ -128,3 +128,25 @@ def test_any_text_is_explained_without_error(title: str, abstract: str, language
     for query in (stats.terms("a"), terms_of(f"{title} {abstract}")):
         terms = stats.shared_terms(query, "a", language=language, source="a")
         assert len(terms) <= 5 and all(isinstance(t, str) and t for t in terms)
+
+
+def test_a_draft_title_is_read_apart_from_its_abstract() -> None:
+    # Glued together, "Sahel" and the abstract's first word "Drought" would read as one name.
+    terms = terms_of("Drought and migration in the region.", title="Water Scarcity and Migration in the Sahel")
+    glued = terms_of("Water Scarcity and Migration in the Sahel Drought and migration in the region.")
+    assert terms != glued
+    assert any("drought" in t for t in terms) and not any("sahel drought" in t for t in terms)
+
+
+def test_a_text_in_capitals_shows_no_function_words_as_names() -> None:
+    first = Publication("a", title="THE FUTURE OF TRADE IN AFRICA", abstract="Trade with the WTO.")
+    second = Publication("b", title="THE END OF AID IN AFRICA", abstract="Aid, the WTO and Africa.")
+    stats = TermStatistics([first, second, *FILLERS])
+    terms = stats.shared_terms(stats.terms("a"), "b", language="en", source="a")
+    assert "WTO" in terms and not {"THE", "IN", "OF", "the", "in", "of"} & set(terms)
+    french = [
+        Publication("fa", title="LA FINANCE DANS LE MONDE ET LA DETTE", language="fr"),
+        Publication("fb", title="LA FINANCE ET LE MONDE DANS LA CRISE", language="fr"),
+    ]
+    stats = TermStatistics([*french, *FILLERS])
+    assert not {"DANS", "ET", "LA", "LE"} & set(stats.shared_terms(stats.terms("fa"), "fb", language="fr", source="fa"))

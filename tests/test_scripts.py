@@ -194,13 +194,23 @@ def test_sample_catalog_is_reproducible_and_site_like(tmp_path: Path, capsys: py
     assert {r["language"] for r in sample} <= {"en", "fr", "ar"}
     share_en = sum(r["language"] == "en" for r in untranslated) / len(untranslated)
     assert 0.6 < share_en < 0.8
-    # a third of the groups keep their three versions
-    assert 0.25 < len(translated) / 3 / 300 < 0.42 and len(translated) % 3 == 0
-    assert "translation groups" in capsys.readouterr().out
+    # about a third of the items in groups of two versions in two languages
+    assert 0.25 < len(translated) / len(sample) < 0.42
+    pairs: dict[str, set[str]] = {}
+    for r in translated:
+        pairs.setdefault(r["group"], set()).add(r["language"])
+    assert all(len(languages) == 2 for languages in pairs.values()) and len(translated) == 2 * len(pairs)
+    assert "% translated" in capsys.readouterr().out
     assert sample_catalog.main([*args, "--translated", "0", "--out", str(tmp_path / "c.jsonl")]) == 0
     assert all("group" not in json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines())
-    with pytest.raises(SystemExit):
-        sample_catalog.main([*args, "--shares", "en=x", "--out", str(tmp_path / "d.jsonl")])
+    for shares in ("en=x", "en=nan", "en=inf", "en=-1"):
+        with pytest.raises(SystemExit):
+            sample_catalog.main([*args, "--shares", shares, "--out", str(tmp_path / "d.jsonl")])
+    capsys.readouterr()
+    assert sample_catalog.main([*args, "--shares", "en=0.5,de=0.5", "--out", str(tmp_path / "d.jsonl")]) == 2
+    assert "no translated item" in capsys.readouterr().err and not (tmp_path / "d.jsonl").exists()
+    assert sample_catalog.main([*args[:2], "--split", "nosuch", "--out", str(tmp_path / "d.jsonl")]) == 2
+    assert "split 'nosuch'" in capsys.readouterr().err
 
 
 @pytest.mark.model
@@ -219,3 +229,23 @@ def test_evaluate_shapes_writes_the_table(tmp_path: Path, capsys: pytest.Capture
     assert {r["shape"] for r in rows} >= {"sib200-dev", "demo", "sib200 site sample, untranslated"}
     assert (report / "shapes.md").read_text().startswith("# Catalog shapes")
     assert evaluate.main(["--shapes", "--shared-data", str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.model
+def test_shape_attempts_writes_the_table_and_the_noise_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = tmp_path / "shared"
+    for name in ("sib200-dev", "masakhanews-dev", "ntrex-dev", "seed"):
+        (shared / name).mkdir(parents=True)
+        parallel_catalog(shared / name / "catalog.jsonl", groups=12)
+    (shared / "seed" / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\ns0-en\ts3-en\t2\n", encoding="utf-8")
+    out = tmp_path / "attempts.md"
+    assert shape_attempts.main(["--shared-data", str(shared), "--out", str(out), "--only", "centring"]) == 0
+    table = out.read_text(encoding="utf-8")
+    assert (
+        "| catalog centring |" in table and "**shipped**" in table and "| plain cosine" not in table.split("Noise")[0]
+    )
+    assert "paired bootstrap" in table and table.count(" .. ") == 6
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert {r["attempt"] for r in rows} >= {"catalog centring", shape_attempts.SERVED}

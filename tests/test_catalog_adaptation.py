@@ -17,12 +17,15 @@ from engine import (
     derive,
     load_recommender,
 )
-from engine import adapt as adapt_module
+from engine import catalog_adaptation as adaptation_module
+from engine import writes as writes_module
+from engine.build import resolve_build
 from engine.catalog import parse_record
-from engine.embed import encode_cached, normalize
+from engine.chunks import normalize
+from engine.embed import encode_cached
 from engine.index import IndexLoadError
 from engine.text import publication_text
-from engine.writes import apply_writes
+from engine.writes import WriteRejectedError, apply_writes
 from tests.fakes import FakeEncoder, pub, write_jsonl
 
 
@@ -62,7 +65,7 @@ def brute_force(chunks: ChunkVectors, k: int, weight: float, mean: np.ndarray | 
 @pytest.mark.parametrize(("k", "weight"), [(5, 0.5), (3, 1.0), (0, 0.5)])
 def test_adapted_vectors_equal_brute_force(k: int, weight: float) -> None:
     chunks = random_chunks(0)
-    adaptation = CatalogAdaptation.fit(chunks, neighbours=k, weight=weight)
+    adaptation = CatalogAdaptation.fit(chunks, k=k, strength=weight)
     assert adaptation.document_vectors(chunks) == pytest.approx(brute_force(chunks, k, weight), abs=1e-5)
     if k:
         # never a chunk of the same document, best first
@@ -74,17 +77,19 @@ def test_adapted_vectors_equal_brute_force(k: int, weight: float) -> None:
 def test_tiny_catalogs_have_fewer_neighbours_and_no_errors() -> None:
     # 2 documents of one chunk each: every chunk has one possible neighbour; the rest is padding
     chunks = ChunkVectors.of_documents(normalize(np.array([[1.0, 0.2], [0.3, 1.0]])))
-    adaptation = CatalogAdaptation.fit(chunks, neighbours=5)
+    adaptation = CatalogAdaptation.fit(chunks, k=5)
     assert adaptation.graph.tolist() == [[1, -1, -1, -1, -1], [0, -1, -1, -1, -1]]
-    assert adaptation.document_vectors(chunks) == pytest.approx(brute_force(chunks, 5, 0.5), abs=1e-6)
+    # too few texts to have a common direction: not centred (centring would make the two exact opposites)
+    assert adaptation.mean.tolist() == [0.0, 0.0]
+    assert adaptation.document_vectors(chunks) == pytest.approx(brute_force(chunks, 5, 0.5, np.zeros(2)), abs=1e-6)
     single = ChunkVectors.of_documents(normalize(np.array([[1.0, 0.2]])))
-    assert np.isfinite(CatalogAdaptation.fit(single).document_vectors(single)).all()
+    assert np.linalg.norm(CatalogAdaptation.fit(single).document_vectors(single)) == pytest.approx(1.0)
 
 
 def test_large_catalogs_find_nearly_the_same_neighbours_by_graph(monkeypatch: pytest.MonkeyPatch) -> None:
     chunks = random_chunks(1, documents=400)
     exact = CatalogAdaptation.fit(chunks)
-    monkeypatch.setattr(adapt_module, "_EXACT_LIMIT", 10)
+    monkeypatch.setattr(adaptation_module, "_EXACT_LIMIT", 10)
     approximate = CatalogAdaptation.fit(chunks, threads=2)
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact.graph, approximate.graph, strict=True)])
     assert overlap >= 0.95
@@ -121,7 +126,7 @@ def test_adaptation_round_trips_and_a_damaged_file_is_named(tmp_path: Path) -> N
     assert loaded.document_vectors(chunks) == pytest.approx(adaptation.document_vectors(chunks))
     light = CatalogAdaptation.load(tmp_path, graph=False)
     assert light is not None and light.mean == pytest.approx(adaptation.mean) and light.graph.size == 0
-    (tmp_path / adapt_module.ADAPTATION_FILE).write_bytes(b"not a zip file")
+    (tmp_path / adaptation_module.ADAPTATION_FILE).write_bytes(b"not a zip file")
     with pytest.raises(IndexLoadError, match=r"adaptation\.npz is damaged"):
         CatalogAdaptation.load(tmp_path)
 
@@ -140,7 +145,14 @@ WRITE_CATALOG = [
 ]
 
 
-def test_api_writes_answer_like_a_fresh_build_with_the_same_mean(tmp_path: Path) -> None:
+@pytest.mark.parametrize("incremental", [True, False])
+def test_api_writes_answer_like_a_fresh_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, incremental: bool
+) -> None:
+    """A small catalog is adapted afresh on every write; a large one updated with the build's mean (forced here
+    on a small one): either way the answers are those of a fresh build with that mean."""
+    if incremental:
+        monkeypatch.setattr(writes_module, "REFIT_CHUNKS", 0)
     encoder = FakeEncoder()
     index_dir = tmp_path / "index"
     build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG)], index_dir, encoder)
@@ -151,11 +163,12 @@ def test_api_writes_answer_like_a_fresh_build_with_the_same_mean(tmp_path: Path)
     apply_writes(recommender, index_dir, upserts=upserts, deletes=["b3"], encoder=encoder)
     written = load_recommender(index_dir)
     assert "b3" not in written.publications and written.publications["c2"].abstract == "migration migration youth"
+    assert (written.adaptation.mean == pytest.approx(mean)) is incremental
 
-    # the same catalog made in one go, with the first build's mean
+    # the same catalog made in one go (with the first build's mean when the write kept it)
     publications = list(written.publications.values())
     chunks, _ = encode_cached(encoder, [publication_text(p) for p in publications], None)
-    adaptation = CatalogAdaptation.fit(chunks, mean=mean)
+    adaptation = CatalogAdaptation.fit(chunks, mean=mean if incremental else None)
     fresh = Recommender.from_contents(
         derive(publications, chunks, written.index.model, BuildOptions(), adaptation=adaptation)
     )
@@ -163,6 +176,35 @@ def test_api_writes_answer_like_a_fresh_build_with_the_same_mean(tmp_path: Path)
         got = [(i.id, round(i.score, 5)) for i in written.recommend(p.id, RelatedQuery(k=5)).items]
         expected = [(i.id, round(i.score, 5)) for i in fresh.recommend(p.id, RelatedQuery(k=5)).items]
         assert got == expected
+
+
+def test_a_build_of_one_item_that_grows_by_writes_is_adapted_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Even where writes keep the build's mean, a catalog that doubled refits it: a mean fitted on one item is
+    # that item, and would leave it a zero vector.
+    monkeypatch.setattr(writes_module, "REFIT_CHUNKS", 0)
+    encoder = FakeEncoder()
+    index_dir = tmp_path / "index"
+    build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG[:1])], index_dir, encoder)
+    for record in WRITE_CATALOG[1:]:
+        upsert = parse_record(record, "api", 1)
+        apply_writes(load_recommender(index_dir), index_dir, upserts=[upsert], encoder=encoder)
+    grown = load_recommender(index_dir)
+    assert len(grown) == len(WRITE_CATALOG) and grown.adaptation.documents >= len(WRITE_CATALOG) / 2
+    norms = np.linalg.norm(grown.index.vectors(list(grown.publications)), axis=1)
+    assert norms == pytest.approx(np.ones(len(norms)), abs=1e-5)
+
+
+def test_a_write_with_one_id_twice_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    encoder = FakeEncoder()
+    index_dir = tmp_path / "index"
+    build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG)], index_dir, encoder)
+    before = resolve_build(index_dir)
+    twice = [parse_record(pub("d", "trade"), "api", 1), parse_record(pub("d", "water"), "api", 2)]
+    with pytest.raises(WriteRejectedError, match="duplicate ids in one write: d"):
+        apply_writes(load_recommender(index_dir), index_dir, upserts=twice, encoder=encoder)
+    assert resolve_build(index_dir) == before
 
 
 def test_a_draft_with_an_items_text_finds_that_item_first(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Research code: ranking ideas measured against the product (scripts/shape_attempts.py), not served."""
