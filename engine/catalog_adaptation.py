@@ -120,20 +120,18 @@ class CatalogAdaptation:
         return normalize((centred + self.strength * borrowed)[None, :])[0]
 
     def update(
-        self, before: ChunkVectors, kept: np.ndarray, added: ChunkVectors, *, threads: int = 1
-    ) -> tuple[CatalogAdaptation, ChunkVectors, np.ndarray]:
-        """The adaptation after a write: documents ``kept`` of ``before`` (their numbers, in the new order),
-        then the ``added`` ones. Only the chunks a change touches are searched again: new chunks, and chunks
-        that lost a neighbour; the others merge their old neighbours with the new chunks.
+        self, after: ChunkVectors, old_rows: np.ndarray, *, threads: int = 1
+    ) -> tuple[CatalogAdaptation, np.ndarray]:
+        """The adaptation after a write. ``after`` is the new catalog's chunks: first the kept chunks of the
+        catalog this was fitted on (``old_rows``: their rows there, in the new order), then the added ones.
+        Only the chunks a change touches are searched again: new chunks, and chunks that lost a neighbour;
+        the others merge their old neighbours with the new chunks.
 
-        Returns the new adaptation, the new catalog's chunks, and the documents (new numbers) whose adapted
-        vectors differ from before: the added ones and those with a chunk whose neighbours changed.
+        Returns the new adaptation and the documents (new numbers) whose adapted vectors differ from before:
+        the added ones and those with a chunk whose neighbours changed.
         """
-        kept = np.asarray(kept, dtype=np.int64)
-        old_rows = before.selection(kept)
-        after = ChunkVectors.concat([before.select(kept), added], before.vectors.shape[1])
         total, kept_count = len(after.vectors), len(old_rows)
-        new_row = np.full(len(before.vectors) + 1, -1, dtype=np.int64)  # the extra last cell maps -1 to -1
+        new_row = np.full(len(self.graph) + 1, -1, dtype=np.int64)  # the extra last cell maps -1 to -1
         new_row[old_rows] = np.arange(kept_count)
         centred = centre(after.vectors, self.mean)
         graph = np.full((total, self.k), -1, dtype=np.int64)
@@ -165,9 +163,8 @@ class CatalogAdaptation:
             )
         similarities = np.where(graph >= 0, similarities, 0.0).astype(np.float32)
         touched = np.concatenate([np.flatnonzero((graph[:kept_count] != remapped).any(axis=1)), lost])
-        changed = np.union1d(after.owners[touched], np.arange(len(kept), after.documents))
-        adaptation = CatalogAdaptation(self.mean, self.k, self.strength, graph, similarities, self.documents)
-        return adaptation, after, changed
+        changed = np.union1d(after.owners[touched], after.owners[kept_count:])
+        return CatalogAdaptation(self.mean, self.k, self.strength, graph, similarities, self.documents), changed
 
     def save(self, folder: Path) -> None:
         """Write ``adaptation.npz`` (plain arrays, no pickle)."""

@@ -55,21 +55,16 @@ class ChunkVectors:
             int(offsets[-1]),
         )
 
-    def selection(self, documents: Sequence[int]) -> np.ndarray:
-        """The chunk rows of these documents, in the order of ``documents`` (each document's in its own order)."""
+    def select(self, documents: Sequence[int]) -> tuple[ChunkVectors, np.ndarray]:
+        """The chunks of these documents, renumbered in the order of ``documents``, and the rows they came
+        from (each document's chunks in their own order)."""
         documents = np.asarray(documents, dtype=np.int64)
         new_number = np.full(self.documents, -1, dtype=np.int64)
         new_number[documents] = np.arange(len(documents))
         rows = np.flatnonzero(new_number[self.owners] >= 0)
-        return rows[np.argsort(new_number[self.owners[rows]], kind="stable")]
-
-    def select(self, documents: Sequence[int]) -> ChunkVectors:
-        """The chunks of these documents, renumbered in the order of ``documents``."""
-        documents = np.asarray(documents, dtype=np.int64)
-        rows = self.selection(documents)
-        new_number = np.full(self.documents, -1, dtype=np.int64)
-        new_number[documents] = np.arange(len(documents))
-        return ChunkVectors(self.vectors[rows], new_number[self.owners[rows]], self.weights[rows], len(documents))
+        rows = rows[np.argsort(new_number[self.owners[rows]], kind="stable")]
+        selected = ChunkVectors(self.vectors[rows], new_number[self.owners[rows]], self.weights[rows], len(documents))
+        return selected, rows
 
     def save(self, folder: Path, ids: Sequence[str]) -> None:
         """Write ``embeddings.npz``: the documents' ids and their chunk vectors (plain arrays, no pickle)."""

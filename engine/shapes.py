@@ -22,7 +22,12 @@ from engine.embed import EmbeddingCache, Encoder, encode_cached
 from engine.evaluate import EngineRanker, Ranker, evaluate_system
 from engine.pipeline import BuildOptions, derive
 from engine.recommend import Recommender
+from engine.settings import PROJECT_ROOT
 from engine.text import publication_text
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+DEMO_CATALOG = PROJECT_ROOT / "data" / "demo" / "catalog.jsonl"
+SHARED_SETS = ("sib200-dev", "masakhanews-dev", "ntrex-dev", "seed")
 
 # A think tank's site: mostly English, some French, fewer Arabic (the issue's example shape).
 SITE_SHARES: Mapping[str, float] = MappingProxyType({"en": 0.7, "fr": 0.2, "ar": 0.1})
@@ -99,8 +104,20 @@ def composition(catalogs: Sequence[Sequence[Publication]]) -> str:
     return f"{len(items) / len(catalogs):.0f} items, {mix}, {100 * translated / len(items):.0f} % translated"
 
 
-def standard_shapes(shared: Path, demo: Path, seeds: Sequence[int] = SAMPLE_SEEDS) -> list[Shape]:
-    """The shapes of the shared dev sets (``shared``: the ``../shared/data`` folder) and the demo catalog."""
+class MissingSharedDataError(FileNotFoundError):
+    """The shared evaluation data is not where it was looked for."""
+
+
+def standard_shapes(
+    shared: Path = SHARED_DATA, demo: Path = DEMO_CATALOG, seeds: Sequence[int] = SAMPLE_SEEDS
+) -> list[Shape]:
+    """The shapes of the shared dev sets (``shared``: the ``../shared/data`` folder) and the demo catalog.
+
+    Raises :class:`MissingSharedDataError` naming the first set missing from ``shared``.
+    """
+    for name in SHARED_SETS:
+        if not (shared / name / "catalog.jsonl").is_file():
+            raise MissingSharedDataError(f"{shared / name / 'catalog.jsonl'} is absent: pass the shared data folder")
     sib = [
         p for p in load_catalog(shared / "sib200-dev" / "catalog.jsonl").publications if p.metadata["split"] == "dev"
     ]

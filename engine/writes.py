@@ -84,7 +84,8 @@ def apply_writes(
         added, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in upserts])
     options = BuildOptions.from_manifest(recommender.manifest.get("options", {}))
     adaptation, base = None, recommender.index
-    chunks = ChunkVectors.concat([before.select(kept), added], before.vectors.shape[1])
+    kept_chunks, old_rows = before.select(kept)
+    chunks = ChunkVectors.concat([kept_chunks, added], before.vectors.shape[1])
     changed = np.arange(len(kept), len(publications))
     if options.adapt:
         fitted = CatalogAdaptation.load(recommender.build_dir)
@@ -95,7 +96,7 @@ def apply_writes(
             base = None
         else:
             # The build's mean stays until the next scripts/build_index.py run: only what a write touches moves.
-            adaptation, chunks, changed = fitted.update(before, np.array(kept), added, threads=available_cores())
+            adaptation, changed = fitted.update(chunks, old_rows, threads=available_cores())
     lists = len(publications) <= WRITE_NEIGHBOURS_LIMIT
     if options.neighbours and not lists:
         logger.warning(

@@ -34,11 +34,7 @@ from engine import (
 from engine.baselines import BASELINES
 from engine.metrics import RELEVANCE_KINDS
 from engine.report import markdown_table, pair_table, write_report
-from engine.settings import PROJECT_ROOT
-from engine.shapes import SYSTEMS, evaluate_shape, shapes_table, standard_shapes
-
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-DEMO_CATALOG = PROJECT_ROOT / "data" / "demo" / "catalog.jsonl"
+from engine.shapes import SHARED_DATA, SYSTEMS, MissingSharedDataError, evaluate_shape, shapes_table, standard_shapes
 
 
 def _recommender(args: argparse.Namespace) -> Recommender:
@@ -55,13 +51,12 @@ def _recommender(args: argparse.Namespace) -> Recommender:
 
 
 def _shapes(args: argparse.Namespace) -> int:
-    if not (args.shared_data / "masakhanews-dev" / "catalog.jsonl").is_file():
-        print(
-            f"error: {args.shared_data} does not hold the shared evaluation data; pass --shared-data", file=sys.stderr
-        )
+    try:
+        shapes = standard_shapes(args.shared_data)
+    except MissingSharedDataError as exc:
+        print(f"error: {exc} (--shared-data)", file=sys.stderr)
         return 2
     settings = get_settings()
-    shapes = standard_shapes(args.shared_data, DEMO_CATALOG)
     encoder = open_encoder(settings)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
     started = time.perf_counter()

@@ -40,7 +40,7 @@ from engine.experiments.scores import (
 from engine.metrics import judgments_for, ndcg_at_k, precision_at_k
 from engine.pipeline import BuildOptions, derive
 from engine.settings import PROJECT_ROOT
-from engine.shapes import Shape, standard_shapes
+from engine.shapes import SHARED_DATA, MissingSharedDataError, Shape, standard_shapes
 from engine.text import publication_text
 
 Attempt = Callable[[Catalog], np.ndarray]  # a score matrix: row = query, column = candidate
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shared-data",
         type=Path,
-        default=PROJECT_ROOT.parent / "shared" / "data",
+        default=SHARED_DATA,
         help="the shared evaluation data (default: %(default)s)",
     )
     parser.add_argument(
@@ -172,13 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", help="run only attempts whose name contains this text (quick checks)")
     args = parser.parse_args(argv)
-    if not (args.shared_data / "masakhanews-dev" / "catalog.jsonl").is_file():
-        print(f"error: {args.shared_data} does not hold the shared evaluation data", file=sys.stderr)
+    try:
+        shapes = standard_shapes(args.shared_data)
+    except MissingSharedDataError as exc:
+        print(f"error: {exc} (--shared-data)", file=sys.stderr)
         return 2
     started = time.perf_counter()
     encoder = open_encoder(settings)
     cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
-    shapes = standard_shapes(args.shared_data, PROJECT_ROOT / "data" / "demo" / "catalog.jsonl")
     prepared = {shape.name: prepare(shape, encoder, cache) for shape in shapes}
     rows = []
     chosen = [a for a in attempts(encoder) if not args.only or args.only in a[0]]

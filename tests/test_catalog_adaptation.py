@@ -104,7 +104,9 @@ def test_an_update_equals_a_fresh_fit_with_the_same_mean(seed: int) -> None:
     kept = np.sort(rng.choice(80, size=70, replace=False))  # 10 deleted (or replaced by a new version)
     rng.shuffle(kept)
     added = random_chunks(seed + 10, documents=6)
-    updated, after, changed = fitted.update(before, kept, added)
+    kept_chunks, old_rows = before.select(kept)
+    after = ChunkVectors.concat([kept_chunks, added], before.vectors.shape[1])
+    updated, changed = fitted.update(after, old_rows)
     fresh = CatalogAdaptation.fit(after, mean=fitted.mean)
     assert [set(row) for row in updated.graph] == [set(row) for row in fresh.graph]
     new_vectors = updated.document_vectors(after)

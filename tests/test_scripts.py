@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import load_recommender
+from engine.shapes import SHARED_SETS
 from scripts import (
     benchmark,
     build_index,
@@ -181,6 +182,16 @@ def parallel_catalog(path: Path, groups: int = 60) -> Path:
     return write_jsonl(path, records)
 
 
+def stand_in_shared_data(tmp_path: Path) -> Path:
+    """A stand-in for ../shared/data with the same folders and tiny catalogs, so a whole path runs quickly."""
+    shared = tmp_path / "shared"
+    for name in SHARED_SETS:
+        (shared / name).mkdir(parents=True)
+        parallel_catalog(shared / name / "catalog.jsonl", groups=12)
+    (shared / "seed" / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\ns0-en\ts3-en\t2\n", encoding="utf-8")
+    return shared
+
+
 def test_sample_catalog_is_reproducible_and_site_like(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     catalog = parallel_catalog(tmp_path / "parallel.jsonl", groups=300)
     args = ["--catalog", str(catalog), "--split", "dev", "--seed", "3"]
@@ -215,12 +226,7 @@ def test_sample_catalog_is_reproducible_and_site_like(tmp_path: Path, capsys: py
 
 @pytest.mark.model
 def test_evaluate_shapes_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # A stand-in for ../shared/data with the same folders and tiny catalogs, so the whole path runs quickly.
-    shared = tmp_path / "shared"
-    for name in ("sib200-dev", "masakhanews-dev", "ntrex-dev", "seed"):
-        (shared / name).mkdir(parents=True)
-        parallel_catalog(shared / name / "catalog.jsonl", groups=12)
-    (shared / "seed" / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\ns0-en\ts3-en\t2\n", encoding="utf-8")
+    shared = stand_in_shared_data(tmp_path)
     report = tmp_path / "report"
     assert evaluate.main(["--shapes", "--shared-data", str(shared), "--report", str(report)]) == 0
     table = capsys.readouterr().out
@@ -235,11 +241,7 @@ def test_evaluate_shapes_writes_the_table(tmp_path: Path, capsys: pytest.Capture
 def test_shape_attempts_writes_the_table_and_the_noise_level(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shared = tmp_path / "shared"
-    for name in ("sib200-dev", "masakhanews-dev", "ntrex-dev", "seed"):
-        (shared / name).mkdir(parents=True)
-        parallel_catalog(shared / name / "catalog.jsonl", groups=12)
-    (shared / "seed" / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\ns0-en\ts3-en\t2\n", encoding="utf-8")
+    shared = stand_in_shared_data(tmp_path)
     out = tmp_path / "attempts.md"
     assert shape_attempts.main(["--shared-data", str(shared), "--out", str(out), "--only", "centring"]) == 0
     table = out.read_text(encoding="utf-8")
