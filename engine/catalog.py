@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 KNOWN_FIELDS = ("id", "title", "abstract", "language", "type", "authors", "published", "url", "topics", "group")
 _LIST_FIELDS = ("authors", "topics")
@@ -20,6 +21,11 @@ _STRING_FIELDS = ("title", "abstract", "language", "type", "url", "group")
 # ISO 639-1/-3 code with optional subtags (en, ary, pt-BR, zh-Hant).
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _CSV_LIST_SEPARATOR = ";"
+# Fields that are links: readers' browsers follow them, so only http(s) (no javascript:, data:, file:).
+LINK_FIELDS = ("url", "image", "thumbnail", "link")
+_LINK_SCHEMES = ("http", "https")
+# A lone UTF-16 surrogate ("\ud800" in JSON) decodes to a str that cannot be written as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Far above any real abstract; a bigger field is a data error (a whole PDF pasted in), not an abstract.
 MAX_FIELD_CHARS = {"title": 2_000, "abstract": 200_000}
 
@@ -84,6 +90,12 @@ def parse_record(record: Any, source: str, line: int) -> Publication:
     """
     if not isinstance(record, dict):
         raise CatalogError(source, line, "line", f"expected a JSON object, got {type(record).__name__}")
+    for name, value in record.items():
+        where = _lone_surrogate(value)
+        if where is not None:
+            raise CatalogError(
+                source, line, str(name), f"holds a lone UTF-16 surrogate ({where}); send valid Unicode text"
+            )
     pid = record.get("id")
     if pid is None or (isinstance(pid, str) and not pid.strip()):
         raise CatalogError(source, line, "id", "missing or empty; every publication needs a unique string id")
@@ -124,6 +136,10 @@ def parse_record(record: Any, source: str, line: int) -> Publication:
     else:
         published = None
     metadata = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
+    for name in LINK_FIELDS + tuple(k for k in metadata if isinstance(k, str) and k.endswith("_url")):
+        problem = link_problem(record.get(name))
+        if problem:
+            raise CatalogError(source, line, name, problem)
     return Publication(
         id=pid.strip(),
         title=title,
@@ -132,11 +148,40 @@ def parse_record(record: Any, source: str, line: int) -> Publication:
         type=values["type"] or None,
         authors=values["authors"],
         published=published,
-        url=values["url"] or None,
+        url=(values["url"] or "").strip() or None,
         topics=values["topics"],
         group=values["group"] or None,
         metadata=metadata,
     )
+
+
+def link_problem(value: Any) -> str | None:
+    """Why ``value`` is not a usable link (an absolute http or https URL), or None when it is (or is empty)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return f"must be a URL string, got {type(value).__name__}"
+    try:
+        parts = urlsplit(value.strip())
+        usable = parts.scheme.lower() in _LINK_SCHEMES and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        usable = False
+    if usable:
+        return None
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    return f"{shown!r} is not an absolute http(s) URL; give one such as 'https://example.org/page'"
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """Where a lone surrogate is in a decoded JSON value (e.g. 'U+D800 at character 3'), else None."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return f"U+{ord(found.group()):04X} at character {found.start() + 1}" if found else None
+    if isinstance(value, list):
+        return next((w for w in map(_lone_surrogate, value) if w), None)
+    if isinstance(value, dict):
+        return next((w for w in map(_lone_surrogate, [*value.keys(), *value.values()]) if w), None)
+    return None
 
 
 def _jsonl_records(data: bytes, source: str) -> Iterator[tuple[int, Any]]:

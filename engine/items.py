@@ -6,6 +6,7 @@ kept, so a request only adds what depends on the query: score, rank and the expl
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class ItemBuilder:
             if p.group:
                 self.groups[p.group].append(p.id)
         self._terms: TermStatistics | None = None
+        self._terms_lock = threading.Lock()
         self._translation_cache: dict[str, tuple[Translation, ...]] = {}
         # Per item, what a response shows of it whatever the query: its snippet and translation links.
         self._shown: dict[str, tuple[str, tuple[Translation, ...]]] = {}
@@ -61,8 +63,11 @@ class ItemBuilder:
 
     def term_statistics(self) -> TermStatistics:
         """Term statistics of the catalog, for explanations."""
-        if self._terms is None:  # built on first explain request; a benign race at worst builds it twice
-            self._terms = TermStatistics(self.publications.values())
+        if self._terms is None:
+            # Once: a caller arriving while another builds them waits for that build instead of repeating it.
+            with self._terms_lock:
+                if self._terms is None:
+                    self._terms = TermStatistics(self.publications.values())
         return self._terms
 
     def item(self, seed: Seed, query: RelatedQuery, candidate: Candidate, rank: int) -> RelatedItem:

@@ -11,7 +11,12 @@ from engine.catalog import Publication
 LanguagePolicy = Literal["any", "same", "prefer"]
 LANGUAGE_POLICIES: tuple[str, ...] = ("any", "same", "prefer")
 MAX_K = 100
-MAX_OFFSET = 10_000
+# The deepest result a query may reach (offset + k): the work of a request grows with it (a diverse list
+# re-ranks every item above the page), and no "related" block is read a thousand items deep.
+MAX_WINDOW = 1_000
+# Up to this depth, without diversity or explanations, an answer is a lookup in the stored neighbour
+# lists (or a small search) and a filter: cheap enough to run on the event loop.
+LIGHT_WINDOW = 50
 
 
 class InvalidQueryError(ValueError):
@@ -54,8 +59,14 @@ class RelatedQuery:
         """A normalised copy if every option is in range, else :class:`InvalidQueryError` naming the option."""
         if not 1 <= self.k <= MAX_K:
             raise InvalidQueryError("k", f"must be between 1 and {MAX_K}, got {self.k}")
-        if not 0 <= self.offset <= MAX_OFFSET:
-            raise InvalidQueryError("offset", f"must be between 0 and {MAX_OFFSET}, got {self.offset}")
+        if self.offset < 0:
+            raise InvalidQueryError("offset", f"must be 0 or more, got {self.offset}")
+        if self.offset + self.k > MAX_WINDOW:
+            raise InvalidQueryError(
+                "offset",
+                f"offset + k must be at most {MAX_WINDOW}, got offset={self.offset} and k={self.k}: "
+                "related lists are read from the top; ask for an earlier page",
+            )
         if self.language_policy not in LANGUAGE_POLICIES:
             raise InvalidQueryError(
                 "language_policy", f"must be one of {LANGUAGE_POLICIES}, got {self.language_policy!r}"
@@ -78,6 +89,12 @@ class RelatedQuery:
             published_after=after.isoformat() if after else None,
             published_before=before.isoformat() if before else None,
         )
+
+    @property
+    def light(self) -> bool:
+        """Whether answering costs a lookup and a filter (no diversity, no explanations, a shallow page),
+        rather than a re-ranking or term statistics that the service runs off its event loop."""
+        return not self.explain and self.diversity <= 0 and self.offset + self.k <= LIGHT_WINDOW
 
     def has_filters(self) -> bool:
         """Whether :meth:`accepts` can refuse anything (languages, types or dates are set)."""

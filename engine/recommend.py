@@ -5,6 +5,7 @@ Every rule about what may appear in a related list lives here, never in a route.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.browse import BrowsePage, CatalogBrowser
 from engine.calibrate import LanguageCalibration
 from engine.candidates import Candidate, CandidateSearch, Key
 from engine.catalog import Publication
@@ -38,8 +40,11 @@ from engine.results import (
 )
 from engine.text import publication_text
 
-# With diversity on, MMR chooses among this many times the needed number of candidates.
+# With diversity on, MMR chooses among this many times the needed number of candidates, but among at most
+# _MMR_MAX_EXTRA more than needed: a deep page's cost then grows with its depth, not three times that.
+# Both depend on offset + k only, so consecutive pages of one list agree.
 _MMR_POOL_FACTOR = 3
+_MMR_MAX_EXTRA = 200
 # Collapsing translations: fetch enough for groups of up to three versions to leave one each.
 _COLLAPSE_POOL_FACTOR = 3
 MAX_TITLE_CHARS = 1_000
@@ -87,6 +92,8 @@ class Recommender:
         self.build_dir = build_dir
         self._search = CandidateSearch(index, self.publications, calibration, neighbours)
         self._items = ItemBuilder(self.publications)
+        self._browser: CatalogBrowser | None = None
+        self._warm = threading.Event()
 
     @classmethod
     def from_publications(
@@ -143,6 +150,37 @@ class Recommender:
     def version(self) -> str:
         """Identifies what answers are computed from (build and overrides), for cache validators."""
         return f"{self.manifest.get('build_id', 'unbuilt')}.{self.overrides.version}"
+
+    def warm(self) -> None:
+        """Compute now what the first request would otherwise pay for: the term statistics of explanations
+        (seconds on a few thousand long texts) and the browsing order. Idempotent and thread-safe."""
+        self._items.term_statistics()
+        _ = self.browser
+        self._warm.set()
+
+    @property
+    def warmed(self) -> bool:
+        """Whether :meth:`warm` has completed."""
+        return self._warm.is_set()
+
+    @property
+    def browser(self) -> CatalogBrowser:
+        """Browsing over this catalog (built on first use; a race at worst builds it twice)."""
+        if self._browser is None:
+            self._browser = CatalogBrowser(self.publications.values())
+        return self._browser
+
+    def browse(
+        self,
+        *,
+        query: str | None = None,
+        languages: Sequence[str] = (),
+        types: Sequence[str] = (),
+        limit: int = 20,
+        offset: int = 0,
+    ) -> BrowsePage:
+        """One page of the catalog, newest first, optionally searched by title (see :class:`CatalogBrowser`)."""
+        return self.browser.page(query=query, languages=languages, types=types, limit=limit, offset=offset)
 
     def get(self, publication_id: str) -> Publication:
         """The publication with this id, or :class:`UnknownPublicationError`."""
@@ -296,7 +334,7 @@ class Recommender:
         pinned_ids = {p.id for p in pins}
         shown_groups = {p.group for p in pins if p.group}
         need = query.offset + query.k
-        pool_size = need * _MMR_POOL_FACTOR if query.diversity > 0 else need
+        pool_size = need + min(need * (_MMR_POOL_FACTOR - 1), _MMR_MAX_EXTRA) if query.diversity > 0 else need
 
         def ranked_block(keep: Callable[[Publication], bool]) -> list[Candidate]:
             size = pool_size * _COLLAPSE_POOL_FACTOR if query.collapse_translations else pool_size

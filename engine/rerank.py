@@ -24,16 +24,20 @@ def mmr_order(
     if diversity <= 0.0:
         order = np.argsort(-similarities, kind="stable")[:n_select]
         return [(int(i), 0.0) for i in order]
+    # All pairwise cosines in one matrix product: one GEMM instead of a matrix-vector product per pick.
+    cosines = vectors @ vectors.T
+    relevance = (1.0 - diversity) * np.asarray(similarities, dtype=np.float32)
     redundancy = np.zeros(n, dtype=np.float32)
+    scores = np.empty(n, dtype=np.float32)
     available = np.ones(n, dtype=bool)
     picked: list[tuple[int, float]] = []
     for _ in range(n_select):
-        scores = (1.0 - diversity) * similarities - diversity * redundancy
+        np.subtract(relevance, diversity * redundancy, out=scores)
         scores[~available] = -np.inf
         best = int(np.argmax(scores))
         picked.append((best, float(redundancy[best])))
         available[best] = False
-        np.maximum(redundancy, vectors @ vectors[best], out=redundancy)
+        np.maximum(redundancy, cosines[best], out=redundancy)
     return picked
 
 

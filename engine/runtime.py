@@ -87,6 +87,7 @@ class EngineHolder:
             previous = self._current
             try:
                 fresh = load_recommender(self.index_dir, self.expected_model, self.encoder)
+                fresh.warm()  # the old build serves meanwhile; no request pays for the new one's first use
             except (IndexLoadError, CatalogError, OverridesError, OSError, ValueError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 kept = previous.manifest.get("build_id") if previous else None
@@ -109,9 +110,13 @@ class EngineHolder:
             report = apply_writes(
                 self.current, self.index_dir, upserts=upserts, deletes=deletes, encoder=self.encoder, cache=self.cache
             )
-            self._swap_in(load_recommender(self.index_dir, self.expected_model, self.encoder))
+            fresh = load_recommender(self.index_dir, self.expected_model, self.encoder)
+            self._swap_in(fresh)
             logger.info("write: %d upserted, %d deleted -> build %s", len(upserts), len(deletes), report.build_id)
-            return report
+        # Acknowledged without waiting for the term statistics (a minute at 100k items): they are computed
+        # right after, in the background; an explanation asked meanwhile waits for them off the event loop.
+        threading.Thread(target=fresh.warm, name="warm-after-write", daemon=True).start()
+        return report
 
     def _swap_in(self, fresh: Recommender) -> None:
         """Put ``fresh`` in service (callers hold the lock)."""

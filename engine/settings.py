@@ -38,8 +38,38 @@ class Settings(BaseSettings):
     cache_max_age: int = Field(default=300, ge=0, description="Cache-Control max-age (s) of GET responses.")
     max_body_bytes: int = Field(default=64_000, ge=1_024, description="Largest accepted request body.")
     response_cache_size: int = Field(default=4096, ge=0, description="GET responses kept in memory (0 = off).")
+    response_cache_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=0, description="Bytes of GET response bodies kept in memory (0 = off)."
+    )
+    work_threads: int = Field(
+        default_factory=lambda: max(1, available_cores() - 1),
+        ge=1,
+        description="Threads for the CPU-heavy part of requests (drafts, diverse or deep lists, explanations).",
+    )
+    work_queue: int = Field(default=16, ge=0, description="Requests waiting for those threads before 503s.")
+    rate_limit_drafts: str = Field(
+        default="10/10 seconds", description="POST /related per client address ('off' when a proxy limits)."
+    )
+    rate_limit_heavy: str = Field(
+        default="30/10 seconds",
+        description="Diverse, explained or deep related lists and title searches per client address ('off').",
+    )
     watch: bool = Field(default=False, description="Reload when the index folder's current build changes.")
     watch_interval: float = Field(default=1.0, gt=0, le=3600)
+
+    @field_validator("rate_limit_drafts", "rate_limit_heavy")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        if value.strip().lower() not in ("", "off"):
+            try:
+                parse(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a rate limit; write e.g. '20/10 seconds', '5/second' or 'off'"
+                ) from None
+        return value
 
     @field_validator("threads")
     @classmethod

@@ -41,6 +41,7 @@ from engine import (
 from engine.build import write_build
 from engine.calibrate import LanguageCalibration
 from engine.embed import encode_cached, encode_documents
+from engine.experiments.synthetic import synthetic_build, synthetic_vectors
 from engine.neighbours import NeighbourLists
 from engine.settings import available_cores
 from engine.text import chunk_text, publication_text
@@ -206,16 +207,6 @@ def bench_serving(index_dir: Path, seconds: int, repeats: int = 3) -> dict:
         }
         results["response_bytes"] = len(body)
     return results
-
-
-def synthetic_vectors(n: int, seed: int = 0) -> np.ndarray:
-    """Clustered unit vectors (closer to real embeddings than uniform noise), 512-d like the model's."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((max(8, n // 200), 512)).astype(np.float32)
-    vectors = centres[rng.integers(0, len(centres), n)]
-    vectors += 0.6 * rng.standard_normal((n, 512), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors
 
 
 def bench_scale(sizes: list[int], storages: list[str], queries: int = 200) -> dict:
@@ -410,27 +401,6 @@ def bench_memory(index_dir: Path, items: int, seconds: int) -> dict:
                 finally:
                     stop_server(server)
     return results
-
-
-def synthetic_build(index_dir: Path, n: int, model: str) -> None:
-    """A build of ``n`` publications with abstract-sized synthetic texts and clustered vectors."""
-    rng = np.random.default_rng(2)
-    words = [f"word{i}" for i in range(5000)]
-    publications = [
-        Publication(
-            f"pub-{i}",
-            " ".join(rng.choice(words, 10)).capitalize(),
-            " ".join(rng.choice(words, 150)),
-            language=("en", "fr", "ar")[i % 3],
-            type=("policy-paper", "op-ed", "podcast")[i % 3],
-            authors=("A. Author",),
-            published=f"20{10 + i % 15}-0{1 + i % 9}-1{i % 9}",
-            group=f"g{i // 3}",
-        )
-        for i in range(n)
-    ]
-    chunks = ChunkVectors.of_documents(synthetic_vectors(n))
-    write_build(index_dir, derive(publications, chunks, model, BuildOptions()), sources=["synthetic"])
 
 
 # ----- the bare comparison app -----

@@ -7,26 +7,27 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from functools import lru_cache
-from typing import Annotated, Any
+from functools import lru_cache, partial
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
 from engine import EmbeddingCache, Recommender, RelatedQuery, Settings, expected_model_name, get_settings, open_encoder
-from engine.browse import MAX_LIMIT, browse
 from engine.catalog import CatalogError, parse_record
-from engine.query import MAX_OFFSET
+from engine.query import InvalidQueryError
 from engine.recommend import RelatedResult
 from engine.runtime import EngineHolder, ReloadError
 from service.errors import register_error_handlers
-from service.middleware import HttpCacheMiddleware
+from service.limits import ClientLimits
+from service.middleware import HttpCacheMiddleware, RequestGuardMiddleware
 from service.schemas import (
+    BrowseParams,
     BrowseResponse,
     ErrorResponse,
     HealthResponse,
@@ -41,8 +42,10 @@ from service.schemas import (
     query_parameters,
 )
 from service.web import install_web
+from service.work import WorkPool
 
 logger = logging.getLogger("service")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def create_app(settings: Settings | None = None, holder: EngineHolder | None = None) -> FastAPI:
@@ -73,14 +76,21 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         lifespan=lifespan,
     )
     app.state.holder = holder
+    # The CPU-heavy part of requests runs off the event loop in this bounded pool; the expensive anonymous
+    # requests are also counted per client address.
+    app.state.work = WorkPool(active.work_threads, active.work_queue)
+    app.state.limits = ClientLimits(drafts=active.rate_limit_drafts, heavy=active.rate_limit_heavy)
     register_error_handlers(app)
     app.add_middleware(
         HttpCacheMiddleware,
         holder_of=lambda: app.state.holder,
+        key_of=cache_key,
         max_age=active.cache_max_age,
-        max_body=active.max_body_bytes,
         cache_size=active.response_cache_size,
+        cache_bytes=active.response_cache_bytes,
     )
+    # Added last, so it runs first: nothing reads a body before it.
+    app.add_middleware(RequestGuardMiddleware, max_body=active.max_body_bytes, refuse_write=write_refusal(active))
     if active.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -94,6 +104,11 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     admin = require_admin(active)
     not_found = {404: {"model": ErrorResponse, "description": "unknown publication id"}}
     unavailable = {503: {"model": ErrorResponse, "description": "no index loaded yet"}}
+    # Routes whose work may run in the bounded pool and count against a per-address rate limit.
+    limited = {
+        429: {"model": ErrorResponse, "description": "this client address is over its rate limit (Retry-After)"},
+        503: {"model": ErrorResponse, "description": "no index loaded yet, or the service is busy (Retry-After)"},
+    }
     # Declared by hand where a route reads its query itself (FastAPI adds it to routes with parameters).
     validation_schema = {"$ref": "#/components/schemas/HTTPValidationError"}
     invalid = {422: {"description": "Validation Error", "content": {"application/json": {"schema": validation_schema}}}}
@@ -103,12 +118,12 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     }
 
     @app.get("/health", response_model=HealthResponse)
-    def health() -> HealthResponse:
+    async def health() -> HealthResponse:
         """Liveness: the process answers (the index may still be loading; see /ready)."""
         return HealthResponse(status="ok")
 
     @app.get("/ready", response_model=ReadyResponse, responses=unavailable)
-    def ready(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReadyResponse:
+    async def ready(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReadyResponse:
         """Readiness: the index in service, its size, model and build."""
         recommender = holder.current
         manifest = recommender.manifest
@@ -128,18 +143,24 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     @app.get(
         "/publications/{publication_id:path}/related",
         response_model=RelatedResponse,
-        responses={**not_found, **unavailable, **invalid},
+        responses={**not_found, **limited, **invalid},
         openapi_extra={"parameters": [PUBLICATION_ID_PARAMETER, *RELATED_PARAMETERS["parameters"]]},
     )
     async def related(request: Request) -> Response:
         """Publications related to ``publication_id``, across languages, best first."""
         # The hottest route reads its path, engine and query from the request itself: FastAPI's parameter
         # and dependency layer cost ~45 us of its ~300 us (tests inject engines through create_app).
-        # Runs on the event loop: a fraction of a millisecond of CPU, cheaper than a hop to the thread pool.
+        # A light query runs on the event loop: a fraction of a millisecond of CPU, cheaper than a hop to a
+        # thread; any other is counted per client and runs in the bounded work pool.
         publication_id = request.path_params["publication_id"]
         recommender = _recommender_of(request)
         query = _related_query_of(request)
-        return _related_response(publication_id, recommender, query, recommender.recommend(publication_id, query))
+        if query.light:
+            result = recommender.recommend(publication_id, query)
+        else:
+            request.app.state.limits.check("heavy", _client(request))
+            result = await request.app.state.work.run(recommender.recommend, publication_id, query)
+        return _related_response(publication_id, recommender, query, result)
 
     # First in the router, so the hottest route matches without trying a dozen patterns first (~20 us);
     # no other route's pattern ends in /related, so no route is shadowed.
@@ -150,32 +171,42 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         response_model=RelatedResponse,
         responses={
             **not_found,
-            **unavailable,
+            **limited,
             400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
-            413: {"model": ErrorResponse, "description": "text over the limit"},
+            413: {"model": ErrorResponse, "description": "text or body over the limit"},
         },
         openapi_extra=RELATED_PARAMETERS,
     )
-    def related_to_draft(
+    async def related_to_draft(
+        request: Request,
         body: RelatedRequest,
         recommender: Annotated[Recommender, Depends(get_recommender)],
         query: Annotated[RelatedQuery, Depends(related_query)],
     ) -> Response:
         """Related publications for a draft (title/abstract) and/or example ids (like/unlike).
 
-        Filters are the query parameters of ``GET /publications/{id}/related``.
+        Filters are the query parameters of ``GET /publications/{id}/related``. Rate-limited per client
+        address (429 with Retry-After); 503 with Retry-After when the service is busy.
         """
+        request.app.state.limits.check("drafts", _client(request))
         text = (body.title, body.abstract) if (body.title.strip() or body.abstract.strip()) else None
         if body.like or body.unlike:
-            result = recommender.recommend_examples(body.like, body.unlike, query, text=text, language=body.language)
+            result = await request.app.state.work.run(
+                partial(recommender.recommend_examples, text=text, language=body.language),
+                body.like,
+                body.unlike,
+                query,
+            )
         else:
-            result = recommender.recommend_text(body.title, body.abstract, body.language, query)
+            result = await request.app.state.work.run(
+                recommender.recommend_text, body.title, body.abstract, body.language, query
+            )
         return _related_response(None, recommender, query, result)
 
     @app.get(
         "/publications/{publication_id:path}", response_model=PublicationOut, responses={**not_found, **unavailable}
     )
-    def publication(
+    async def publication(
         publication_id: str, recommender: Annotated[Recommender, Depends(get_recommender)]
     ) -> PublicationOut:
         """One catalog record, with its other language versions."""
@@ -184,29 +215,30 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             **{**asdict(record), "translations": [asdict(t) for t in recommender.translations(publication_id)]}
         )
 
-    @app.get("/publications", response_model=BrowseResponse, responses=unavailable)
-    def publications(
+    @app.get("/publications", response_model=BrowseResponse, responses=limited)
+    async def publications(
+        request: Request,
         recommender: Annotated[Recommender, Depends(get_recommender)],
-        query: Annotated[str | None, Query(max_length=200, description="words that must all be in the title")] = None,
-        language: Annotated[list[str] | None, Query(description="keep these languages (repeatable)")] = None,
-        types: Annotated[list[str] | None, Query(alias="type", description="keep these types (repeatable)")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+        params: Annotated[BrowseParams, Query()],
     ) -> BrowseResponse:
         """Browse the catalog, newest first, with a simple accent-insensitive title search."""
-        page = browse(
-            recommender.publications.values(),
-            query=query,
-            languages=language or (),
-            types=types or (),
-            limit=limit,
-            offset=offset,
+        if params.query:
+            request.app.state.limits.check("heavy", _client(request))
+        page = await request.app.state.work.run(
+            partial(
+                recommender.browse,
+                query=params.query,
+                languages=params.language,
+                types=params.type,
+                limit=params.limit,
+                offset=params.offset,
+            )
         )
         items = [
             PublicationSummary(**{k: v for k, v in asdict(p).items() if k in PublicationSummary.model_fields})
             for p in page.items
         ]
-        return BrowseResponse(total=page.total, offset=offset, limit=limit, items=items)
+        return BrowseResponse(total=page.total, offset=params.offset, limit=params.limit, items=items)
 
     @app.post(
         "/admin/reload",
@@ -311,24 +343,33 @@ def _related_query_of(request: Request) -> RelatedQuery:
     same parameters in OpenAPI through ``openapi_extra``, and errors keep FastAPI's 422 shape (a POST
     with bad parameters and a bad body reports the parameters first, then the body once they are fixed).
     """
-    query_string = request.scope["query_string"]
+    return _related_query_from(request.scope["query_string"])
+
+
+def _related_query_from(query_string: bytes) -> RelatedQuery:
     if len(query_string) > _REMEMBERED_QUERY_BYTES:
         return _parse_related_query(query_string)
     return _remembered_related_query(query_string)
 
 
-def _parse_related_query(query_string: bytes) -> RelatedQuery:
+def _query_model(model: type[ModelT], query_string: bytes) -> ModelT:
+    """The model's parameters from a query string, validated; unknown parameters are ignored."""
     given = QueryParams(query_string)
     data = {
-        name: given.getlist(name) if name in _LIST_PARAMS else given[name]
-        for name in RelatedParams.model_fields
+        name: given.getlist(name) if field.annotation == list[str] else given[name]
+        for name, field in model.model_fields.items()
         if name in given
     }
     try:
-        params = RelatedParams.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in errors]) from None
+
+
+def _parse_related_query(query_string: bytes) -> RelatedQuery:
+    params = _query_model(RelatedParams, query_string)
+    # Validated here, before any work: an out-of-range query is a 422 that costs no worker or rate-limit slot.
     return RelatedQuery(
         k=params.k,
         offset=params.offset,
@@ -344,14 +385,13 @@ def _parse_related_query(query_string: bytes) -> RelatedQuery:
         min_results=params.min_results,
         explain=params.explain,
         collapse_translations=params.collapse_translations,
-    )
+    ).validated()
 
 
 # A site sends the same few query strings for every page (k=6, a type filter...): their parsed queries
 # are remembered (queries are immutable), which saves ~15 us of a ~0.3 ms related request.
 _remembered_related_query = lru_cache(maxsize=256)(_parse_related_query)
 _REMEMBERED_QUERY_BYTES = 1_000
-_LIST_PARAMS = frozenset(name for name, f in RelatedParams.model_fields.items() if f.annotation == list[str])
 RELATED_PARAMETERS = {"parameters": query_parameters(RelatedParams)}
 PUBLICATION_ID_PARAMETER = {
     "name": "publication_id",
@@ -361,18 +401,63 @@ PUBLICATION_ID_PARAMETER = {
 }
 
 
+def cache_key(scope: dict[str, Any]) -> str | None:
+    """A GET's response-cache key: its path and validated, normalised query, without unknown parameters
+    (so ``?junk=1`` and ``?junk=2`` share one entry); None when the query is invalid (the route answers it)."""
+    path = scope["path"]
+    try:
+        if path.endswith("/related"):
+            query = scope["query_string"]
+            parsed = (
+                _parse_related_query(query)
+                if len(query) > _REMEMBERED_QUERY_BYTES
+                else _remembered_related_query(query)
+            )
+            return f"{path}?{parsed!r}"
+        if path == "/publications":
+            return f"{path}?{_query_model(BrowseParams, scope['query_string'])!r}"
+    except (RequestValidationError, InvalidQueryError):
+        return None
+    return path  # one record: its path is all there is
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def bearer_refusal(settings: Settings, authorization: str | None) -> tuple[int, str, dict[str, str]] | None:
+    """Why a request is refused for its credentials (status, detail, headers), or None when its bearer token
+    is the configured one (compared in constant time). No configured token: admin and writes are disabled."""
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not token:
+        return 403, "admin endpoints are disabled: set RCE_ADMIN_TOKEN to enable", {}
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        return 401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"}
+    return None
+
+
+def write_refusal(settings: Settings) -> Callable[[str, str, str | None], tuple | None]:
+    """For :class:`RequestGuardMiddleware`: refuses admin calls and catalog writes without a valid token,
+    before their body is read. The routes check the same through :func:`require_admin`."""
+
+    def refuse(method: str, path: str, authorization: str | None) -> tuple | None:
+        protected = (method == "POST" and (path.startswith("/admin/") or path == "/publications")) or (
+            method == "DELETE" and path.startswith("/publications/") and not path.endswith("/related")
+        )
+        return bearer_refusal(settings, authorization) if protected else None
+
+    return refuse
+
+
 def require_admin(settings: Settings) -> Callable[..., None]:
-    """Dependency factory: a bearer token from settings, compared in constant time; no token = disabled."""
+    """Dependency factory: the bearer token of admin routes and writes (see :func:`bearer_refusal`)."""
 
     def check(authorization: Annotated[str | None, Header()] = None) -> None:
-        token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-        if not token:
-            raise HTTPException(status_code=403, detail="admin endpoints are disabled: set RCE_ADMIN_TOKEN to enable")
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                status_code=401, detail="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
+        refusal = bearer_refusal(settings, authorization)
+        if refusal is not None:
+            status, detail, headers = refusal
+            raise HTTPException(status_code=status, detail=detail, headers=headers or None)
 
     return check
 

@@ -9,6 +9,8 @@ from engine import IndexLoadError, InvalidQueryError, UnknownPublicationError
 from engine.recommend import EncoderUnavailableError, TextTooLongError
 from engine.runtime import NotReadyError
 from engine.writes import WriteRejectedError
+from service.limits import RateLimitedError
+from service.work import BusyError
 
 
 def register_error_handlers(app: FastAPI) -> None:
@@ -40,6 +42,14 @@ def register_error_handlers(app: FastAPI) -> None:
     async def unusable_build(_: Request, exc: IndexLoadError) -> JSONResponse:
         # Raised by a write whose build in service has a damaged or missing file: nothing was written.
         return JSONResponse({"detail": f"the build in service cannot take writes: {exc}"}, status_code=503)
+
+    @app.exception_handler(BusyError)
+    async def busy(_: Request, exc: BusyError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(RateLimitedError)
+    async def limited(_: Request, exc: RateLimitedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(EncoderUnavailableError)
     async def no_model(_: Request, exc: EncoderUnavailableError) -> JSONResponse:

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from engine.query import MAX_K, MAX_OFFSET
+from engine.browse import MAX_LIMIT, MAX_OFFSET
+from engine.query import MAX_K, MAX_WINDOW
 
 # Dates are ISO YYYY-MM-DD strings (the engine checks they exist): no lenient parsing of "0" as 1970-01-01.
 DATE = r"^\d{4}-\d{2}-\d{2}$"
@@ -16,7 +17,13 @@ class RelatedParams(BaseModel):
     """The query parameters of the related-items routes (GET by id and POST for drafts)."""
 
     k: int = Field(10, ge=1, le=MAX_K, description="items per page")
-    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="items to skip (pagination)")
+    # offset + k is checked by the engine, whose 422 names both: a schema bound could only name one.
+    offset: int = Field(
+        0,
+        ge=0,
+        description=f"items to skip (pagination); offset + k is at most {MAX_WINDOW}",
+        json_schema_extra={"maximum": MAX_WINDOW - 1},
+    )
     language: list[str] = Field(default_factory=list, description="keep only these languages (repeatable)")
     language_policy: Literal["any", "same", "prefer"] = Field(
         "any", description="any; same = only the query's language; prefer = the query's language first"
@@ -33,6 +40,16 @@ class RelatedParams(BaseModel):
     collapse_translations: bool = Field(
         False, description="one entry per publication: its best language version, linking the others"
     )
+
+
+class BrowseParams(BaseModel):
+    """The query parameters of ``GET /publications``."""
+
+    query: str | None = Field(None, max_length=200, description="words that must all be in the title")
+    language: list[str] = Field(default_factory=list, description="keep these languages (repeatable)")
+    type: list[str] = Field(default_factory=list, description="keep these types (repeatable)")
+    limit: int = Field(20, ge=1, le=MAX_LIMIT)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ EVIL_ABSTRACT = (
     "Atlantic ports, fisheries and maritime security: how West African coastal states can cooperate on "
     "illegal fishing, port competition and the blue economy."
 )
+EVIL_URL = 'https://example.org/evil?a="><script>window.__pwned = 3</script>'
 EXTRA = [
     {
         "id": "evil-title",
@@ -42,7 +43,8 @@ EXTRA = [
         "type": "op-ed",
         "published": "2025-01-02",
         "topics": ["maritime-atlantic"],
-        "url": "javascript:alert(1)",
+        # The catalog refuses javascript: links; an http(s) one may still try to break out of an attribute.
+        "url": EVIL_URL,
     },
     {
         "id": "twin-of-evil",
@@ -214,7 +216,7 @@ def test_widget_on_a_partner_site(page: Page, site: dict[str, str]) -> None:
     assert ids[0] == "evil-title"  # the near-duplicate, with hostile markup in its title
     assert page.inner_text("#first .rce-item__title").startswith("<script>")
     assert page.evaluate("window.__pwned") is None and page.query_selector("#first img") is None
-    assert page.get_attribute("#first .rce-item__title", "href") is None  # javascript: URLs are not linked
+    assert page.get_attribute("#first .rce-item__title", "href") == EVIL_URL  # an attribute value, not markup
     assert page.text_content("#first .rce-related__heading") == "Related content"
     # the second widget points at a closed port: a quiet empty state, no error
     page.wait_for_selector("#second .rce-related--empty")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import load_recommender
+from engine.experiments.synthetic import synthetic_build
 from engine.shapes import SHARED_SETS
 from scripts import (
     benchmark,
@@ -131,7 +132,7 @@ def test_stress_short_run(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_benchmark_synthetic_build_loads_like_any_build(tmp_path: Path) -> None:
-    benchmark.synthetic_build(tmp_path / "index", 300, model="m@1")
+    synthetic_build(tmp_path / "index", 300, model="m@1")
     recommender = load_recommender(tmp_path / "index", expected_model="m@1")
     assert len(recommender) == 300 and recommender.neighbours is not None
     items = recommender.related("pub-0", 5)
