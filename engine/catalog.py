@@ -136,7 +136,11 @@ def parse_record(record: Any, source: str, line: int) -> Publication:
     else:
         published = None
     metadata = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
-    for name in LINK_FIELDS + tuple(k for k in metadata if isinstance(k, str) and k.endswith("_url")):
+    # Named links in metadata too: "pdf_url", "imageUrl", "PDF_URL".
+    extra_links = tuple(
+        k for k in metadata if isinstance(k, str) and (k.lower() in LINK_FIELDS or k.lower().endswith("url"))
+    )
+    for name in LINK_FIELDS + extra_links:
         problem = link_problem(record.get(name))
         if problem:
             raise CatalogError(source, line, name, problem)

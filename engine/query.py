@@ -92,9 +92,16 @@ class RelatedQuery:
 
     @property
     def light(self) -> bool:
-        """Whether answering costs a lookup and a filter (no diversity, no explanations, a shallow page),
-        rather than a re-ranking or term statistics that the service runs off its event loop."""
-        return not self.explain and self.diversity <= 0 and self.offset + self.k <= LIGHT_WINDOW
+        """Whether answering costs a lookup in the stored neighbour lists: a shallow page without filters,
+        language policy, diversity or explanations. Anything else may widen its search to the whole index
+        (a filter that few items pass), re-rank or explain, and the service runs it off its event loop."""
+        return (
+            not self.explain
+            and self.diversity <= 0
+            and self.offset + self.k <= LIGHT_WINDOW
+            and self.language_policy == "any"
+            and not self.has_filters()
+        )
 
     def has_filters(self) -> bool:
         """Whether :meth:`accepts` can refuse anything (languages, types or dates are set)."""

@@ -42,7 +42,6 @@ from engine.text import publication_text
 
 # With diversity on, MMR chooses among this many times the needed number of candidates, but among at most
 # _MMR_MAX_EXTRA more than needed: a deep page's cost then grows with its depth, not three times that.
-# Both depend on offset + k only, so consecutive pages of one list agree.
 _MMR_POOL_FACTOR = 3
 _MMR_MAX_EXTRA = 200
 # Collapsing translations: fetch enough for groups of up to three versions to leave one each.

@@ -65,6 +65,7 @@ class EngineHolder:
         self.loaded_at: str | None = None
         self.last_error: str | None = None
         self._reload_lock = threading.Lock()
+        self._warm_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -115,8 +116,14 @@ class EngineHolder:
             logger.info("write: %d upserted, %d deleted -> build %s", len(upserts), len(deletes), report.build_id)
         # Acknowledged without waiting for the term statistics (a minute at 100k items): they are computed
         # right after, in the background; an explanation asked meanwhile waits for them off the event loop.
-        threading.Thread(target=fresh.warm, name="warm-after-write", daemon=True).start()
+        threading.Thread(target=self._warm_if_current, args=(fresh,), name="warm-after-write", daemon=True).start()
         return report
+
+    def _warm_if_current(self, recommender: Recommender) -> None:
+        """Warm ``recommender`` unless a later write replaced it meanwhile (one warm-up at a time)."""
+        with self._warm_lock:
+            if self._current is recommender:
+                recommender.warm()
 
     def _swap_in(self, fresh: Recommender) -> None:
         """Put ``fresh`` in service (callers hold the lock)."""

@@ -185,7 +185,10 @@ ATTACKS = (
     Attack("distinct_queries", "valid distinct k=50 queries, 4 connections", distinct_queries, frozenset({"200"})),
     Attack("draft_flood", "unique 300-word drafts, 8 connections", draft_flood, frozenset({"200", "429", "503"})),
     Attack(
-        "browse_flood", "GET /publications?query=word{i}&offset=..., 2 connections", browse_flood, frozenset({"200"})
+        "browse_flood",
+        "GET /publications?query=word{i}&offset=..., 2 connections",
+        browse_flood,
+        frozenset({"200", "429", "503"}),
     ),
 )
 
@@ -216,7 +219,7 @@ def health_prober(host: str, port: int, seconds: float, start_at: float) -> list
 
 def legitimate_client(base: str, ids: list[str], seconds: float, drafts: bool, start_at: float) -> dict[str, Any]:
     """A site's traffic: 4 connections of related lists (k=6, random publications), and with ``drafts``
-    an editor sending one new draft a second."""
+    an editor sending a new draft every 1.25 s (under the default drafts limit of 10 per 10 s)."""
     time.sleep(max(0.0, start_at - time.time()))
     return asyncio.run(_legitimate(base, ids, seconds, drafts))
 
@@ -248,7 +251,7 @@ async def _legitimate(base: str, ids: list[str], seconds: float, drafts: bool) -
                     status = type(exc).__name__
                 statuses["draft " + status] += 1
                 draft_latencies.append((time.perf_counter() - start) * 1000)
-                await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - start)))
+                await asyncio.sleep(max(0.0, 1.25 - (time.perf_counter() - start)))
 
         await asyncio.gather(*(reader() for _ in range(4)), *([editor()] if drafts else []))
     return {"pages": pages, "drafts": draft_latencies, "statuses": dict(statuses), "seconds": seconds}

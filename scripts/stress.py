@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         smaller = folder / "smaller.jsonl"  # the demo minus its last ten items: ids appear and disappear
         smaller.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in publications[:-10]), encoding="utf-8")
         stable_ids = [p.id for p in publications[:-10]]
-        server = start_server(folder / "index", "--no-model", env={"RCE_ADMIN_TOKEN": token})
+        # One loopback client stands for many readers: per-address rate limits would refuse it.
+        limits_off = {"RCE_RATE_LIMIT_HEAVY": "off", "RCE_RATE_LIMIT_DRAFTS": "off"}
+        server = start_server(folder / "index", "--no-model", env={"RCE_ADMIN_TOKEN": token, **limits_off})
         try:
             plan = request_plan(stable_ids, args.requests, args.seed)
             started = time.monotonic()

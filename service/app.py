@@ -25,7 +25,7 @@ from engine.recommend import RelatedResult
 from engine.runtime import EngineHolder, ReloadError
 from service.errors import register_error_handlers
 from service.limits import ClientLimits
-from service.middleware import HttpCacheMiddleware, RequestGuardMiddleware
+from service.middleware import PINNED_RECOMMENDER, HttpCacheMiddleware, RequestGuardMiddleware
 from service.schemas import (
     BrowseParams,
     BrowseResponse,
@@ -222,8 +222,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         params: Annotated[BrowseParams, Query()],
     ) -> BrowseResponse:
         """Browse the catalog, newest first, with a simple accent-insensitive title search."""
-        if params.query:
-            request.app.state.limits.check("heavy", _client(request))
+        request.app.state.limits.check("heavy", _client(request))
         page = await request.app.state.work.run(
             partial(
                 recommender.browse,
@@ -332,7 +331,10 @@ async def related_query(request: Request) -> RelatedQuery:
 
 
 def _recommender_of(request: Request) -> Recommender:
-    return request.app.state.holder.current
+    # The one the cache middleware keyed this request's ETag with, so a reload in between cannot file one
+    # build's answer under another's key.
+    pinned = request.scope.get("state", {}).get(PINNED_RECOMMENDER)
+    return pinned if pinned is not None else request.app.state.holder.current
 
 
 def _related_query_of(request: Request) -> RelatedQuery:

@@ -23,6 +23,14 @@ Message = dict[str, Any]
 # Methods whose request carries a body our routes read.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_CACHED_BODY = 256_000
+# Where the cache middleware leaves the recommender it keyed a request with (in ``scope["state"]``).
+PINNED_RECOMMENDER = "rce_recommender"
+
+
+def route_path(scope: Scope) -> str:
+    """The path as the routes see it: without the ``root_path`` a proxy mounts the service under."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class RequestGuardMiddleware:
@@ -58,7 +66,7 @@ class RequestGuardMiddleware:
             return
         authorization = headers.get(b"authorization")
         refusal = self.refuse_write(
-            scope["method"], scope["path"], authorization.decode("latin-1") if authorization else None
+            scope["method"], route_path(scope), authorization.decode("latin-1") if authorization else None
         )
         if refusal is not None:
             status, detail, extra = refusal
@@ -137,12 +145,14 @@ class HttpCacheMiddleware:
         conditions = _etags(dict(scope["headers"]).get(b"if-none-match", b""))
         any_tag = b"*" in conditions
         holder = self.holder_of()
-        key = self.key_of(scope) if scope["path"].startswith(self.prefix) and holder and holder.ready else None
+        key = self.key_of(scope) if route_path(scope).startswith(self.prefix) and holder and holder.ready else None
         if key is None:
             await self.app(scope, receive, _as_not_modified(send, []) if any_tag else send)
             return
+        recommender = holder.current
+        scope.setdefault("state", {})[PINNED_RECOMMENDER] = recommender  # the route answers from this one
         # The answer depends only on the index build, the overrides and the normalised query: the validator.
-        etag = f'W/"{hashlib.sha256(f"{holder.current.version}|{key}".encode()).hexdigest()[:24]}"'.encode()
+        etag = f'W/"{hashlib.sha256(f"{recommender.version}|{key}".encode()).hexdigest()[:24]}"'.encode()
         extra = [(b"etag", etag), (b"cache-control", self.cache_control)]
         cached = self._responses.get(etag)
         if etag in conditions or (any_tag and cached is not None):

@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field
 from engine.browse import MAX_LIMIT, MAX_OFFSET
 from engine.query import MAX_K, MAX_WINDOW
 
+# Values of one repeatable parameter: a site filters on a few languages or types, and every value costs work.
+MAX_VALUES = 20
 # Dates are ISO YYYY-MM-DD strings (the engine checks they exist): no lenient parsing of "0" as 1970-01-01.
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 
@@ -24,12 +26,18 @@ class RelatedParams(BaseModel):
         description=f"items to skip (pagination); offset + k is at most {MAX_WINDOW}",
         json_schema_extra={"maximum": MAX_WINDOW - 1},
     )
-    language: list[str] = Field(default_factory=list, description="keep only these languages (repeatable)")
+    language: list[str] = Field(
+        default_factory=list, max_length=MAX_VALUES, description="keep only these languages (repeatable)"
+    )
     language_policy: Literal["any", "same", "prefer"] = Field(
         "any", description="any; same = only the query's language; prefer = the query's language first"
     )
-    type: list[str] = Field(default_factory=list, description="keep only these types (repeatable)")
-    exclude_type: list[str] = Field(default_factory=list, description="drop these types (repeatable)")
+    type: list[str] = Field(
+        default_factory=list, max_length=MAX_VALUES, description="keep only these types (repeatable)"
+    )
+    exclude_type: list[str] = Field(
+        default_factory=list, max_length=MAX_VALUES, description="drop these types (repeatable)"
+    )
     published_after: str | None = Field(None, pattern=DATE, description="on or after this date")
     published_before: str | None = Field(None, pattern=DATE, description="on or before this date")
     include_translations: bool = Field(False, description="keep the query's other language versions")
@@ -46,8 +54,10 @@ class BrowseParams(BaseModel):
     """The query parameters of ``GET /publications``."""
 
     query: str | None = Field(None, max_length=200, description="words that must all be in the title")
-    language: list[str] = Field(default_factory=list, description="keep these languages (repeatable)")
-    type: list[str] = Field(default_factory=list, description="keep these types (repeatable)")
+    language: list[str] = Field(
+        default_factory=list, max_length=MAX_VALUES, description="keep these languages (repeatable)"
+    )
+    type: list[str] = Field(default_factory=list, max_length=MAX_VALUES, description="keep these types (repeatable)")
     limit: int = Field(20, ge=1, le=MAX_LIMIT)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
 

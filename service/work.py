@@ -31,17 +31,24 @@ class WorkPool:
             raise ValueError(f"a work pool needs workers >= 1 and queue >= 0, got {workers} and {queue}")
         self.workers, self.queue = workers, queue
         self._limiter: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
+        # Counted here, before the first await: the limiter's own statistics lag a burst that arrives in one
+        # tick of the loop (every request would pass the check before any of them waits). Only the event
+        # loop touches it, so it needs no lock.
+        self._admitted = 0
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         """``function(*args)`` on a worker thread; :class:`BusyError` at once when the queue is full."""
+        if self._admitted >= self.workers + self.queue:
+            raise BusyError(self.workers, self.queue)
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.workers)
-        statistics = self._limiter.statistics()
-        if statistics.borrowed_tokens >= self.workers and statistics.tasks_waiting >= self.queue:
-            raise BusyError(self.workers, self.queue)
-        return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        self._admitted += 1
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        finally:
+            self._admitted -= 1
 
     @property
     def waiting(self) -> int:
-        """Requests waiting for a worker now."""
-        return self._limiter.statistics().tasks_waiting if self._limiter else 0
+        """Requests admitted and not yet on a worker."""
+        return max(0, self._admitted - self.workers)

@@ -42,6 +42,8 @@ def test_an_attack_leaves_health_memory_and_legitimate_traffic_alone(
     report = json.dumps(row, indent=1)
     assert sum(row["attack_statuses"].values()) >= 1 and row["unexpected"] == [], report
     assert row["health_p99_ms"] < 100, report
+    # and no single stall: one blocked second (the first explanation used to take 2.7 s) hides in a p99
+    assert row["health_max_ms"] < 1000, report
     assert row["rss_growth_mb"] < 50, report
     # the legitimate client, from another address, is never refused
     assert set(row["legit_statuses"]) <= {"200", "draft 200"} and row["legit_requests_per_s"] > 0, report

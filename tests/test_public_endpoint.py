@@ -6,6 +6,7 @@ process, under load and measured, are in test_hostile.py."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -13,9 +14,12 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from engine.catalog import CatalogError, load_catalog
+from engine import EngineHolder
+from engine.catalog import CatalogError, load_catalog, parse_record
 from engine.query import MAX_WINDOW, RelatedQuery
+from service.app import cache_key
 from service.work import BusyError, WorkPool
+from tests.fakes import FakeEncoder, pub
 from tests.test_service import TOKEN, make_client
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,6 +45,15 @@ def test_light_queries_are_shallow_plain_lists() -> None:
     assert RelatedQuery(k=10).light and RelatedQuery(k=25, offset=25).light
     assert not RelatedQuery(k=10, offset=41).light
     assert not RelatedQuery(k=10, diversity=0.2).light and not RelatedQuery(k=10, explain=True).light
+    # a filter few items pass widens the search to the whole index: not on the event loop
+    assert not RelatedQuery(types=("nope",)).light and not RelatedQuery(language_policy="same").light
+
+
+def test_repeatable_parameters_are_capped(client: TestClient) -> None:
+    many = "&".join(f"type=t{i}" for i in range(21))
+    for path in (f"/publications/t1-en/related?{many}", f"/publications?{many}"):
+        response = client.get(path)
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "type"], path
 
 
 def test_a_body_over_the_limit_is_413_chunked_or_not(client: TestClient) -> None:
@@ -134,6 +147,32 @@ def test_if_none_match_star_is_304_when_there_is_a_representation(client: TestCl
     assert client.get("/publications/t1-en/related?k=3", headers=star).headers["etag"].startswith('W/"')
     assert client.get("/publications/nope/related", headers=star).status_code == 404
     assert client.get("/publications/t1-en/related?k=0", headers=star).status_code == 422
+
+
+def test_no_path_spells_another_requests_cache_key() -> None:
+    def scope(path: str, query: bytes = b"") -> dict:
+        return {"path": path, "query_string": query, "root_path": ""}
+
+    browse = cache_key(scope("/publications"))
+    related = cache_key(scope("/publications/t1-en/related", b"k=3"))
+    # a record whose id spells those keys (the decoded path of /publications%3F...) gets a key of its own
+    assert cache_key(scope(f"/publications/{browse}")) not in (browse, related)
+    assert cache_key(scope(f"/publications?{browse}")) != browse
+    assert cache_key(scope("/publications/t1-en/related", b"k=3&junk=1")) == related
+
+
+def test_a_root_path_keeps_tokens_before_bodies(small_index: Path) -> None:
+    with make_client(small_index) as client:
+        client.app.root_path = "/api"
+        read = []
+
+        def chunks():
+            read.append(1)
+            yield b"[]"
+
+        response = client.post("/api/publications", content=chunks())
+        assert response.status_code == 401 and read == []
+        assert client.get("/api/publications/t1-en/related?k=2").headers["etag"].startswith('W/"')
 
 
 def _cache(client: TestClient):
@@ -235,3 +274,39 @@ def test_a_full_work_pool_is_a_503_over_http(small_index: Path) -> None:
             first.join(10)
             recommender.recommend = original
         assert results == [200]
+
+
+def test_a_burst_in_one_tick_cannot_overfill_the_queue() -> None:
+    release = threading.Event()
+    outcomes: list[str] = []
+
+    async def scenario() -> None:
+        pool = WorkPool(workers=1, queue=2)
+
+        async def run() -> None:
+            try:
+                await pool.run(release.wait, 10)
+                outcomes.append("done")
+            except BusyError:
+                outcomes.append("busy")
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(20):  # all started before any of them reaches the pool's limiter
+                tasks.start_soon(run)
+            await anyio.sleep(0.1)
+            release.set()
+
+    anyio.run(scenario)
+    assert outcomes.count("done") == 3 and outcomes.count("busy") == 17
+
+
+def test_a_build_is_warm_before_it_serves_and_soon_after_a_write(small_index: Path) -> None:
+    holder = EngineHolder(small_index, expected_model=None, encoder=FakeEncoder())
+    holder.reload()
+    assert holder.current.warmed  # warmed before the swap: the first explanation pays nothing
+    holder.write(upserts=[parse_record(pub("new-1", "trade trade finance"), "test", 1)])
+    fresh = holder.current
+    deadline = time.monotonic() + 20
+    while not fresh.warmed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fresh.warmed and "new-1" in fresh.publications
