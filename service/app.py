@@ -25,7 +25,7 @@ from engine.recommend import RelatedResult
 from engine.runtime import EngineHolder, ReloadError
 from service.errors import register_error_handlers
 from service.limits import ClientLimits
-from service.middleware import PINNED_RECOMMENDER, HttpCacheMiddleware, RequestGuardMiddleware
+from service.middleware import PINNED_RECOMMENDER, HttpCacheMiddleware, RequestGuardMiddleware, route_path
 from service.schemas import (
     BrowseParams,
     BrowseResponse,
@@ -406,21 +406,16 @@ PUBLICATION_ID_PARAMETER = {
 def cache_key(scope: dict[str, Any]) -> str | None:
     """A GET's response-cache key: its path and validated, normalised query, without unknown parameters
     (so ``?junk=1`` and ``?junk=2`` share one entry); None when the query is invalid (the route answers it)."""
-    path = scope["path"]
+    path = route_path(scope)
+    # repr of a tuple quotes the path, so no path (an id may hold "?" or "/related") spells another's key.
     try:
         if path.endswith("/related"):
-            query = scope["query_string"]
-            parsed = (
-                _parse_related_query(query)
-                if len(query) > _REMEMBERED_QUERY_BYTES
-                else _remembered_related_query(query)
-            )
-            return f"{path}?{parsed!r}"
+            return repr(("related", path, _related_query_from(scope["query_string"])))
         if path == "/publications":
-            return f"{path}?{_query_model(BrowseParams, scope['query_string'])!r}"
+            return repr(("browse", _query_model(BrowseParams, scope["query_string"])))
     except (RequestValidationError, InvalidQueryError):
         return None
-    return path  # one record: its path is all there is
+    return repr(("record", path))  # one record: its path is all there is
 
 
 def _client(request: Request) -> str | None:
