@@ -3,12 +3,10 @@
 from pathlib import Path
 from typing import Any
 
-from engine.build import BuildReport, build_index, resolve_build
-from engine.calibrate import LanguageCalibration
-from engine.catalog import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
-from engine.catalog_adaptation import CatalogAdaptation
-from engine.chunks import ChunkVectors
-from engine.embed import (
+from engine.catalog.records import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
+from engine.catalog.text import chunk_text, publication_text
+from engine.encode.chunks import ChunkVectors
+from engine.encode.embed import (
     EmbeddingCache,
     Encoder,
     SentenceTransformerEncoder,
@@ -16,17 +14,17 @@ from engine.embed import (
     encode_chunks,
     encode_documents,
 )
-from engine.evaluate import EngineRanker, evaluate_recommender, evaluate_system
-from engine.index import IndexLoadError, VectorIndex
-from engine.metrics import evaluate_run
-from engine.models import ModelNotPreparedError, check_prepared, prepare_model, read_manifest
-from engine.pipeline import BuildContents, BuildOptions, derive
-from engine.query import InvalidQueryError, RelatedQuery
-from engine.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError
-from engine.runtime import EngineHolder, NotReadyError, ReloadError
+from engine.encode.models import ModelNotPreparedError, check_prepared, prepare_model, read_manifest
+from engine.index.adaptation import CatalogAdaptation
+from engine.index.build import BuildReport, build_index, resolve_build
+from engine.index.calibrate import LanguageCalibration
+from engine.index.pipeline import BuildContents, BuildOptions, derive
+from engine.index.vectors import IndexLoadError, VectorIndex
+from engine.rank.query import InvalidQueryError, RelatedQuery
+from engine.rank.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError
+from engine.runtime.holder import EngineHolder, NotReadyError, ReloadError
+from engine.runtime.loading import load_recommender
 from engine.settings import Settings, get_settings
-from engine.store import load_recommender
-from engine.text import chunk_text, publication_text
 
 __all__ = [
     "BuildContents",
@@ -38,7 +36,6 @@ __all__ = [
     "EmbeddingCache",
     "Encoder",
     "EngineHolder",
-    "EngineRanker",
     "IndexLoadError",
     "InvalidQueryError",
     "LanguageCalibration",
@@ -63,9 +60,6 @@ __all__ = [
     "encode_cached",
     "encode_chunks",
     "encode_documents",
-    "evaluate_recommender",
-    "evaluate_run",
-    "evaluate_system",
     "expected_model_name",
     "get_settings",
     "load_catalog",

@@ -38,15 +38,15 @@ from engine import (
     load_recommender,
     open_encoder,
 )
-from engine.build import write_build
-from engine.calibrate import LanguageCalibration
-from engine.embed import encode_cached, encode_documents
-from engine.experiments.synthetic import synthetic_build, synthetic_vectors
-from engine.neighbours import NeighbourLists
+from engine.catalog.text import chunk_text, publication_text
+from engine.encode.embed import encode_cached, encode_documents
+from engine.eval.experiments.synthetic import synthetic_build, synthetic_vectors
+from engine.index.build import write_build
+from engine.index.calibrate import LanguageCalibration
+from engine.index.neighbours import NeighbourLists
+from engine.runtime.writes import apply_writes
 from engine.settings import available_cores
-from engine.text import chunk_text, publication_text
-from engine.writes import apply_writes
-from service.process import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
+from scripts._server import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared" / "data"
@@ -290,7 +290,7 @@ def latency(name: str, recommender: Recommender, ids: list[str]) -> dict:
 
 
 def bench_adaptation(encoder, quick: bool, sizes: list[int]) -> dict:
-    """What the catalog adaptation (engine/catalog_adaptation.py) costs: a build's work after encoding, with
+    """What the catalog adaptation (engine/index/adaptation.py) costs: a build's work after encoding, with
     and without it, on real catalogs; its fit at scale next to one exact n x n GEMM (or the index build) of
     the same vectors; a free-text query; and a one-item API write next to a full rebuild from the stored
     chunks, both written to disk."""

@@ -15,9 +15,9 @@ from engine import (
     get_settings,
     open_encoder,
 )
-from engine.catalog_adaptation import SMOOTHING_NEIGHBOURS
-from engine.index import STORAGES
-from engine.neighbours import DEFAULT_SIZE
+from engine.index.adaptation import SMOOTHING_NEIGHBOURS
+from engine.index.neighbours import DEFAULT_SIZE
+from engine.index.vectors import STORAGES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=SMOOTHING_NEIGHBOURS,
         help="nearest chunks of other publications each chunk is smoothed toward; 0 for centring only "
-        "(default: %(default)s; see engine/catalog_adaptation.py)",
+        "(default: %(default)s; see engine/index/adaptation.py)",
     )
     parser.add_argument(
         "--no-adapt", action="store_true", help="index the model's vectors as they are (no centring or smoothing)"

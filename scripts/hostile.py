@@ -344,7 +344,7 @@ def run_phase(
 def prepare(index_dir: Path, items: int) -> list[str]:
     """A synthetic build of ``items`` publications recorded with the configured model; returns its ids."""
     from engine import expected_model_name, get_settings
-    from engine.experiments.synthetic import synthetic_build
+    from engine.eval.experiments.synthetic import synthetic_build
 
     synthetic_build(index_dir, items, model=expected_model_name(get_settings()))
     return [f"pub-{i}" for i in range(items)]
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown attack(s) {sorted(unknown)}; choose among {names}")
 
-    from service.process import start_server, stop_server
+    from scripts._server import start_server, stop_server
 
     with tempfile.TemporaryDirectory() as tmp:
         ids = prepare(Path(tmp) / "index", args.items)

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import BuildOptions, EmbeddingCache, EngineRanker, Recommender, evaluate_system, get_settings, open_encoder
-from engine.adapter import AdapterConfig, apply_adapter, center, language_means, load_adapter, train_adapter
-from engine.baselines import bm25_ranker
-from engine.catalog import Publication, load_catalog
-from engine.embed import Encoder, encode_cached
-from engine.evaluate import FusionRanker, Ranker
-from engine.rerank import collapse_near_duplicates
-from engine.text import publication_text
+from engine import BuildOptions, EmbeddingCache, Recommender, get_settings, open_encoder
+from engine.catalog.records import Publication, load_catalog
+from engine.catalog.text import publication_text
+from engine.encode.adapter import AdapterConfig, apply_adapter, center, language_means, load_adapter, train_adapter
+from engine.encode.embed import Encoder, encode_cached
+from engine.eval.baselines import bm25_ranker
+from engine.eval.evaluate import EngineRanker, Ranker, evaluate_system
+from engine.eval.experiments.fusion import FusionRanker, collapse_near_duplicates
 
 PROJECT = Path(__file__).resolve().parent.parent
 

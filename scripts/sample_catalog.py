@@ -3,7 +3,7 @@
 Each translation group of the input becomes one publication in a language drawn by --shares; about a
 --translated share of the sample's items are in translation groups of two (the original and one
 translation into another language drawn by --shares). The same --seed gives the same sample
-(engine.shapes.site_sample). The "sib200 site sample" shape of docs/reports/shapes.md is seeds 0-4 of
+(engine.eval.shapes.site_sample). The "sib200 site sample" shape of docs/reports/shapes.md is seeds 0-4 of
 
     python scripts/sample_catalog.py --catalog ../shared/data/sib200-dev/catalog.jsonl --split dev \\
         --seed 0 --out var/shapes/sib200-site-0.jsonl
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from engine import CatalogError, load_catalog, write_catalog
-from engine.shapes import SITE_SHARES, SITE_TRANSLATED, composition, site_sample
+from engine.eval.shapes import SITE_SHARES, SITE_TRANSLATED, composition, site_sample
 
 
 def parse_shares(text: str) -> dict[str, float]:

@@ -1,8 +1,8 @@
 """Measure every ranking idea tried for issue 12 on every catalog shape; write docs/quality-shapes.md.
 
 Research code, not the product: each attempt is a score matrix over a catalog, computed here with numpy
-from the model's chunk vectors, and ranked with the engine's exclusions (engine.baselines.ScoreRanker);
-the last row is the engine's own ranking path. Shapes: engine/shapes.py (sib200-dev, masakhanews-dev,
+from the model's chunk vectors, and ranked with the engine's exclusions (engine.eval.baselines.ScoreRanker);
+the last row is the engine's own ranking path. Shapes: engine/eval/shapes.py (sib200-dev, masakhanews-dev,
 ntrex-dev, seed, demo, sib200 site samples with and without translations). About two minutes on 2 cores
 once the embedding cache holds the texts.
 """
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import EmbeddingCache, Encoder, EngineRanker, Recommender, evaluate_system, get_settings, open_encoder
-from engine.baselines import ScoreRanker, bm25_ranker
-from engine.embed import encode_cached
-from engine.evaluate import Ranker
-from engine.experiments.scores import (
+from engine import EmbeddingCache, Encoder, Recommender, get_settings, open_encoder
+from engine.catalog.text import publication_text
+from engine.encode.embed import encode_cached
+from engine.eval.baselines import ScoreRanker, bm25_ranker
+from engine.eval.evaluate import EngineRanker, Ranker, evaluate_system
+from engine.eval.experiments.scores import (
     Catalog,
     all_but_the_top,
     centred,
@@ -37,11 +38,10 @@ from engine.experiments.scores import (
     whitened,
     z_key,
 )
-from engine.metrics import judgments_for, ndcg_at_k, precision_at_k
-from engine.pipeline import BuildOptions, derive
+from engine.eval.metrics import judgments_for, ndcg_at_k, precision_at_k
+from engine.eval.shapes import SHARED_DATA, MissingSharedDataError, Shape, standard_shapes
+from engine.index.pipeline import BuildOptions, derive
 from engine.settings import PROJECT_ROOT
-from engine.shapes import SHARED_DATA, MissingSharedDataError, Shape, standard_shapes
-from engine.text import publication_text
 
 Attempt = Callable[[Catalog], np.ndarray]  # a score matrix: row = query, column = candidate
 

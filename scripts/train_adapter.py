@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from engine import EmbeddingCache, get_settings, load_catalog, open_encoder
-from engine.adapter import AdapterConfig, save_adapter, train_adapter
-from engine.embed import encode_cached
-from engine.models import read_manifest
-from engine.text import publication_text
+from engine.catalog.text import publication_text
+from engine.encode.adapter import AdapterConfig, save_adapter, train_adapter
+from engine.encode.embed import encode_cached
+from engine.encode.models import read_manifest
 
 
 def main(argv: list[str] | None = None) -> int:

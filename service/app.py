@@ -19,10 +19,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
 from engine import EmbeddingCache, Recommender, RelatedQuery, Settings, expected_model_name, get_settings, open_encoder
-from engine.catalog import CatalogError, parse_record
-from engine.query import InvalidQueryError
-from engine.recommend import RelatedResult
-from engine.runtime import EngineHolder, ReloadError
+from engine.catalog.records import CatalogError, parse_record
+from engine.rank.query import InvalidQueryError
+from engine.rank.recommend import RelatedResult
+from engine.runtime.holder import EngineHolder, ReloadError
 from service.errors import register_error_handlers
 from service.limits import ClientLimits
 from service.middleware import PINNED_RECOMMENDER, HttpCacheMiddleware, RequestGuardMiddleware, route_path

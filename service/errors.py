@@ -6,9 +6,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from engine import IndexLoadError, InvalidQueryError, UnknownPublicationError
-from engine.recommend import EncoderUnavailableError, TextTooLongError
-from engine.runtime import NotReadyError
-from engine.writes import WriteRejectedError
+from engine.rank.recommend import EncoderUnavailableError, TextTooLongError
+from engine.runtime.holder import NotReadyError
+from engine.runtime.writes import WriteRejectedError
 from service.limits import RateLimitedError
 from service.work import BusyError
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from engine.runtime import EngineHolder
+from engine.runtime.holder import EngineHolder
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from engine.browse import MAX_LIMIT, MAX_OFFSET
-from engine.query import MAX_K, MAX_WINDOW
+from engine.catalog.browse import MAX_LIMIT, MAX_OFFSET
+from engine.rank.query import MAX_K, MAX_WINDOW
 
 # Values of one repeatable parameter: a site filters on a few languages or types, and every value costs work.
 MAX_VALUES = 20

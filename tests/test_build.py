@@ -107,7 +107,7 @@ def test_failed_write_leaves_the_current_index(tmp_path: Path, small_index: Path
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("engine.build.write_catalog", full_disk)
+    monkeypatch.setattr("engine.index.build.write_catalog", full_disk)
     with pytest.raises(OSError, match="No space"):
         build_index([write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)], small_index, FakeEncoder())
     assert os.readlink(small_index / "current") == before

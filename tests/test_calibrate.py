@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine import BuildOptions, Publication, Recommender, VectorIndex, build_index, load_recommender
-from engine.calibrate import SHRINKAGE, LanguageCalibration
+from engine.index.calibrate import SHRINKAGE, LanguageCalibration
 from tests.conftest import SMALL_CATALOG
 from tests.fakes import FakeEncoder, write_jsonl
 

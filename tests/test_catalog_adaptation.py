@@ -17,15 +17,15 @@ from engine import (
     derive,
     load_recommender,
 )
-from engine import catalog_adaptation as adaptation_module
-from engine import writes as writes_module
-from engine.build import resolve_build
-from engine.catalog import parse_record
-from engine.chunks import normalize
-from engine.embed import encode_cached
-from engine.index import IndexLoadError
-from engine.text import publication_text
-from engine.writes import WriteRejectedError, apply_writes
+from engine.catalog.records import parse_record
+from engine.catalog.text import publication_text
+from engine.encode.chunks import normalize
+from engine.encode.embed import encode_cached
+from engine.index import adaptation as adaptation_module
+from engine.index.build import resolve_build
+from engine.index.vectors import IndexLoadError
+from engine.runtime import writes as writes_module
+from engine.runtime.writes import WriteRejectedError, apply_writes
 from tests.fakes import FakeEncoder, pub, write_jsonl
 
 

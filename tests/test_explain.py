@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.catalog import Publication, load_catalog
-from engine.explain import TermStatistics, terms_of
-from engine.names import scan
+from engine.catalog.records import Publication, load_catalog
+from engine.rank.explain import TermStatistics, terms_of
+from engine.rank.names import scan
 from tests.conftest import DEMO_CATALOG
 
 # Fillers give the tiny catalogs other documents of about the same length (under 30 documents there is no

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from scripts import hostile
-from service.process import start_server, stop_server
+from scripts._server import start_server, stop_server
 
 pytestmark = pytest.mark.model
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import Publication
-from engine.metrics import (
+from engine.catalog.records import Publication
+from engine.eval.metrics import (
     average_precision_at_k,
     evaluate_run,
     group_qrels,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from engine.metrics import (
+from engine.eval.metrics import (
     average_precision_at_k,
     ndcg_at_k,
     precision_at_k,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine import ModelNotPreparedError, check_prepared, encode_documents, get_settings, prepare_model
-from engine.models import load_sentence_transformer
+from engine.encode.models import load_sentence_transformer
 
 MODEL = "use-multilingual-v3"
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from engine import BuildOptions, Publication, Recommender, RelatedQuery, VectorIndex, build_index, load_recommender
-from engine.build import resolve_build
-from engine.calibrate import LanguageCalibration
-from engine.catalog import parse_record
-from engine.index import IndexLoadError
-from engine.neighbours import NEIGHBOURS_FILE, NeighbourLists
-from engine.writes import apply_writes
+from engine.catalog.records import parse_record
+from engine.index.build import resolve_build
+from engine.index.calibrate import LanguageCalibration
+from engine.index.neighbours import NEIGHBOURS_FILE, NeighbourLists
+from engine.index.vectors import IndexLoadError
+from engine.runtime.writes import apply_writes
 from tests.fakes import pub, write_jsonl
 
 QUERIES = [

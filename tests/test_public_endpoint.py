@@ -15,8 +15,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from engine import EngineHolder
-from engine.catalog import CatalogError, load_catalog, parse_record
-from engine.query import MAX_WINDOW, RelatedQuery
+from engine.catalog.records import CatalogError, load_catalog, parse_record
+from engine.rank.query import MAX_WINDOW, RelatedQuery
 from service.app import cache_key
 from service.work import BusyError, WorkPool
 from tests.fakes import FakeEncoder, pub

@@ -19,17 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import (
-    EngineRanker,
-    Recommender,
-    RelatedQuery,
-    build_index,
-    evaluate_recommender,
-    evaluate_system,
-    load_catalog,
-    load_recommender,
-)
-from engine.shapes import Shape, evaluate_shape, site_sample
+from engine import Recommender, RelatedQuery, build_index, load_catalog, load_recommender
+from engine.eval.evaluate import EngineRanker, evaluate_recommender, evaluate_system
+from engine.eval.shapes import Shape, evaluate_shape, site_sample
 from tests.conftest import DEMO_CATALOG, shared_file
 
 pytestmark = [pytest.mark.model]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine import InvalidQueryError, RelatedQuery, UnknownPublicationError, load_recommender
-from engine.catalog import Publication
+from engine.catalog.records import Publication
 
 
 def test_related_excludes_itself_and_its_translations(small_index: Path) -> None:
@@ -57,7 +57,7 @@ def test_unknown_id_and_bad_k(small_index: Path) -> None:
 
 
 def test_snippet_cuts_at_a_word() -> None:
-    from engine.recommend import snippet
+    from engine.rank.recommend import snippet
 
     assert snippet("short text") == "short text"
     assert snippet("alpha beta gamma delta", limit=13) == "alpha beta …"

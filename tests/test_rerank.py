@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from engine import InvalidQueryError, RelatedQuery
-from engine.catalog import Publication
-from engine.lexical import fold
-from engine.overrides import OverridesError, load_overrides
-from engine.rerank import keep_min_score, mmr_order
+from engine.catalog.lexical import fold
+from engine.catalog.records import Publication
+from engine.index.overrides import OverridesError, load_overrides
+from engine.rank.rerank import keep_min_score, mmr_order
 
 
 def test_mmr_without_diversity_is_the_similarity_order() -> None:

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from engine import load_recommender
-from engine.experiments.synthetic import synthetic_build
-from engine.shapes import SHARED_SETS
+from engine.eval.experiments.synthetic import synthetic_build
+from engine.eval.shapes import SHARED_SETS
 from scripts import (
     benchmark,
     build_index,
     compare_models,
     evaluate,
+    hostile,
     prepare_model,
     quality_attempts,
     sample_catalog,
@@ -44,6 +45,7 @@ from tests.fakes import write_jsonl
         quality_attempts,
         sample_catalog,
         shape_attempts,
+        hostile,
     ],
 )
 def test_help(script, capsys: pytest.CaptureFixture[str]) -> None:

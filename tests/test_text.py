@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.text import chunk_text, split_sentences
+from engine.catalog.text import chunk_text, split_sentences
 
 
 def count(text: str) -> int:

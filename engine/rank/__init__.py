@@ -1,0 +1,3 @@
+"""Rank layer: related-items queries over a loaded build (candidates, exclusions, policies, re-ranking, response items,
+explanations).
+"""

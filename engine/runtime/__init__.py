@@ -1,0 +1,1 @@
+"""Runtime layer: the build in service (loading, reloading, watching) and catalog writes."""

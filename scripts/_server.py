@@ -1,0 +1,89 @@
+"""Running the service as a real process on loopback, for the benchmark, stress and hostile scripts and the
+end-to-end tests (not part of the installed package)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(index_dir: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
+    """Start scripts/serve.py on a free loopback port and wait until /ready answers 200."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROJECT / "scripts" / "serve.py"),
+            "--index-dir",
+            str(index_dir),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        cwd=PROJECT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+    base = f"http://127.0.0.1:{port}"
+    ready = wait_until(lambda: process.poll() is not None or fetch_status(base + "/ready") == 200, timeout=90)
+    if not ready or process.poll() is not None:
+        process.kill()
+        raise RuntimeError(f"serve.py did not become ready on {base} (exit code {process.poll()})")
+    return {"process": process, "base": base}
+
+
+def stop_server(server: dict) -> None:
+    server["process"].terminate()
+    try:
+        server["process"].wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server["process"].kill()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def fetch_bytes(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def fetch_json(url: str) -> dict:
+    return json.loads(fetch_bytes(url))
+
+
+def fetch_status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
