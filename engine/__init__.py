@@ -16,9 +16,10 @@ from engine.encode.embed import (
 )
 from engine.encode.models import ModelNotPreparedError, check_prepared, prepare_model, read_manifest
 from engine.index.adaptation import CatalogAdaptation
-from engine.index.build import BuildReport, build_index, resolve_build
+from engine.index.build import BuildReport, build_index
 from engine.index.calibrate import LanguageCalibration
-from engine.index.pipeline import BuildContents, BuildOptions, derive
+from engine.index.pipeline import BuildOptions
+from engine.index.store import Build, BuildManifest, resolve_build
 from engine.index.vectors import IndexLoadError, VectorIndex
 from engine.rank.query import InvalidQueryError, RelatedQuery
 from engine.rank.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError
@@ -27,7 +28,8 @@ from engine.runtime.loading import load_recommender
 from engine.settings import Settings, get_settings
 
 __all__ = [
-    "BuildContents",
+    "Build",
+    "BuildManifest",
     "BuildOptions",
     "BuildReport",
     "CatalogAdaptation",
@@ -56,7 +58,6 @@ __all__ = [
     "catalog_hash",
     "check_prepared",
     "chunk_text",
-    "derive",
     "encode_cached",
     "encode_chunks",
     "encode_documents",

@@ -32,7 +32,6 @@ from engine import (
     RelatedQuery,
     VectorIndex,
     build_index,
-    derive,
     get_settings,
     load_catalog,
     load_recommender,
@@ -41,9 +40,9 @@ from engine import (
 from engine.catalog.text import chunk_text, publication_text
 from engine.encode.embed import encode_cached, encode_documents
 from engine.eval.experiments.synthetic import synthetic_build, synthetic_vectors
-from engine.index.build import write_build
 from engine.index.calibrate import LanguageCalibration
 from engine.index.neighbours import NeighbourLists
+from engine.index.store import Build
 from engine.runtime.writes import apply_writes
 from engine.settings import available_cores
 from scripts._server import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
@@ -239,7 +238,7 @@ def bench_scale(sizes: list[int], storages: list[str], queries: int = 200) -> di
                     for q in range(len(sample))
                 ]
             )
-            live = Recommender(pubs, index, {}, calibration=calibration)
+            live = Recommender(Build(pubs, index, BuildOptions(), calibration=calibration))
             row = {
                 "index": index.kind,
                 "storage": storage,
@@ -251,7 +250,7 @@ def bench_scale(sizes: list[int], storages: list[str], queries: int = 200) -> di
             started = time.perf_counter()
             lists = NeighbourLists.compute(index, ids, vectors, languages, calibration, threads=available_cores())
             lists_seconds = time.perf_counter() - started
-            listed = Recommender(pubs, index, {}, calibration=calibration, neighbours=lists)
+            listed = Recommender(Build(pubs, index, BuildOptions(), calibration=calibration, neighbours=lists))
             row.update(
                 {
                     "lists_s": lists_seconds,
@@ -314,7 +313,7 @@ def bench_adaptation(encoder, quick: bool, sizes: list[int]) -> dict:
             for _ in range(1 if quick else 3):
                 for label, options in (("adapted", BuildOptions()), ("not adapted", BuildOptions(adapt=False))):
                     runs[label].append(
-                        timed(lambda pubs=pubs, chunks=chunks, o=options: derive(pubs, chunks, "m", o))[0]
+                        timed(lambda pubs=pubs, chunks=chunks, o=options: Build.assemble(pubs, chunks, "m", o))[0]
                     )
             adapted, plain = min(runs["adapted"]), min(runs["not adapted"])
             results["catalogs"][name] = {
@@ -331,7 +330,7 @@ def bench_adaptation(encoder, quick: bool, sizes: list[int]) -> dict:
         )
         drafts = [(p.title, p.abstract, p.language) for p in demo[:40]]
         for label, options in (("adapted", BuildOptions()), ("not adapted", BuildOptions(adapt=False))):
-            recommender = Recommender.from_contents(derive(demo, chunks, encoder.name, options), encoder=encoder)
+            recommender = Recommender(Build.assemble(demo, chunks, encoder.name, options), encoder=encoder)
             times = []
             for title, abstract, language in drafts:
                 started = time.perf_counter()
@@ -368,12 +367,11 @@ def bench_write(index_dir: Path, encoder, cache: EmbeddingCache) -> dict:
     encode_cached(encoder, [publication_text(new)], cache, languages=["en"])
     write_seconds = timed(lambda: apply_writes(recommender, index_dir, upserts=[new], encoder=encoder, cache=cache))[0]
     written = load_recommender(index_dir)
-    _, chunks = ChunkVectors.load(written.build_dir)
-    options = BuildOptions.from_manifest(written.manifest["options"])
+    _, chunks = written.build.stored_chunks()
     publications = list(written.publications.values())
-    rebuild_seconds = timed(lambda: write_build(index_dir, derive(publications, chunks, written.index.model, options)))[
-        0
-    ]
+    rebuild_seconds = timed(
+        lambda: Build.assemble(publications, chunks, written.index.model, written.build.options).save(index_dir)
+    )[0]
     return {"items": len(written), "write_s": write_seconds, "rebuild_from_chunks_s": rebuild_seconds}
 
 

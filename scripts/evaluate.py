@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     publications = list(recommender.publications.values())
     vectors = {p.id: recommender.index.vector(p.id) for p in publications}
-    rankers = [EngineRanker(recommender, name=f"engine ({recommender.manifest.get('model', '?')})")]
+    rankers = [EngineRanker(recommender, name=f"engine ({recommender.index.model})")]
     if args.baselines:
         rankers += [make(publications) for make in BASELINES.values()]
     reports = [

@@ -40,7 +40,8 @@ from engine.eval.experiments.scores import (
 )
 from engine.eval.metrics import judgments_for, ndcg_at_k, precision_at_k
 from engine.eval.shapes import SHARED_DATA, MissingSharedDataError, Shape, standard_shapes
-from engine.index.pipeline import BuildOptions, derive
+from engine.index.pipeline import BuildOptions
+from engine.index.store import Build
 from engine.settings import PROJECT_ROOT
 
 Attempt = Callable[[Catalog], np.ndarray]  # a score matrix: row = query, column = candidate
@@ -223,8 +224,8 @@ CENTRING = "catalog centring"
 def ranker_of(name: str, attempt: Attempt | None, catalog: Catalog) -> Ranker:
     """The engine's ranking path for ``attempt`` None, else the attempt's score matrix with its exclusions."""
     if attempt is None:
-        contents = derive(catalog.publications, catalog.chunks, catalog.encoder_name, BuildOptions())
-        return EngineRanker(Recommender.from_contents(contents))
+        build = Build.assemble(catalog.publications, catalog.chunks, catalog.encoder_name, BuildOptions())
+        return EngineRanker(Recommender(build))
     scores = attempt(catalog)
     return ScoreRanker(name, catalog.publications, lambda row: scores[row])
 

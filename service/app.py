@@ -126,16 +126,16 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     async def ready(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReadyResponse:
         """Readiness: the index in service, its size, model and build."""
         recommender = holder.current
-        manifest = recommender.manifest
+        manifest = recommender.build.manifest  # None only for a build assembled in memory
         return ReadyResponse(
             status="ready",
             publications=len(recommender),
             translation_groups=recommender.group_count,
-            model=manifest.get("model", ""),
-            build_id=manifest.get("build_id"),
-            build_time=manifest.get("build_time"),
+            model=recommender.index.model,
+            build_id=recommender.build.build_id,
+            build_time=manifest.build_time if manifest else None,
             loaded_at=holder.loaded_at,
-            catalog_hash=manifest.get("catalog_hash"),
+            catalog_hash=manifest.catalog_hash if manifest else None,
             overrides=recommender.overrides.version,
             text_queries=recommender.encoder is not None,
         )
@@ -469,7 +469,7 @@ def _related_response(
     """
     payload = {
         "id": publication_id,
-        "build_id": recommender.manifest.get("build_id"),
+        "build_id": recommender.build.build_id,
         "offset": query.offset,
         "k": query.k,
         "items": result.items,

@@ -17,6 +17,8 @@ from engine import (
     load_recommender,
     resolve_build,
 )
+from engine.index.store import Build, BuildManifest
+from engine.index.vectors import IndexLoadError
 from tests.conftest import SMALL_CATALOG
 from tests.fakes import FakeEncoder, pub, write_jsonl
 
@@ -33,9 +35,21 @@ def test_build_writes_a_current_build_with_manifest_and_catalog(small_index: Pat
         "neighbours.npz",
         "embeddings.npz",  # the model's chunk vectors: writes adapt again from them
     }
-    manifest = load_recommender(small_index).manifest
-    assert manifest["model"] == "fake@1" and manifest["count"] == len(SMALL_CATALOG)
-    assert len(manifest["catalog_hash"]) == 64
+    manifest = load_recommender(small_index).build.manifest
+    assert manifest.model == "fake@1" and manifest.count == len(SMALL_CATALOG) and manifest.dimension == 8
+    assert len(manifest.catalog_hash) == 64 and set(manifest.checksums) == {p.name for p in build.iterdir()} - {
+        "manifest.json"
+    }
+
+
+def test_a_build_made_with_another_model_or_a_damaged_manifest_is_refused(small_index: Path) -> None:
+    with pytest.raises(IndexLoadError, match=r"built with model 'fake@1'.*uses 'other@2'"):
+        Build.load(small_index, expected_model="other@2")
+    (resolve_build(small_index) / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexLoadError, match="damaged"):
+        Build.load(small_index)
+    with pytest.raises(IndexLoadError, match="no index"):
+        BuildManifest.read(small_index.parent)
 
 
 def test_rebuild_of_unchanged_catalog_encodes_nothing_and_one_edit_encodes_one(tmp_path: Path) -> None:
@@ -107,7 +121,7 @@ def test_failed_write_leaves_the_current_index(tmp_path: Path, small_index: Path
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("engine.index.build.write_catalog", full_disk)
+    monkeypatch.setattr("engine.index.store.write_catalog", full_disk)
     with pytest.raises(OSError, match="No space"):
         build_index([write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)], small_index, FakeEncoder())
     assert os.readlink(small_index / "current") == before

@@ -9,6 +9,7 @@ import pytest
 
 from engine import BuildOptions, Publication, Recommender, VectorIndex, build_index, load_recommender
 from engine.index.calibrate import SHRINKAGE, LanguageCalibration
+from engine.index.store import CALIBRATION_FILE, Build
 from tests.conftest import SMALL_CATALOG
 from tests.fakes import FakeEncoder, write_jsonl
 
@@ -114,8 +115,8 @@ def test_what_each_language_publishes_is_not_taken_for_a_language_effect() -> No
 def test_engine_ranks_by_the_calibrated_key(seed: int) -> None:
     publications, vectors = biased_catalog(seed)
     index = VectorIndex(vectors.shape[1], "m").build([p.id for p in publications], vectors)
-    calibrated = Recommender(publications, index, {}, calibration=fit(publications, vectors))
-    plain = Recommender(publications, index, {})
+    calibrated = Recommender(Build(publications, index, BuildOptions(), calibration=fit(publications, vectors)))
+    plain = Recommender(Build(publications, index, BuildOptions()))
     for row in (0, 200, 400):
         key = brute_force_key(vectors, publications, vectors[row])
         group = publications[row].group
@@ -143,9 +144,10 @@ def test_calibration_is_saved_with_the_build(tmp_path: Path) -> None:
     build_index([catalog], tmp_path / "index", FakeEncoder(), options=BuildOptions(adapt=False))
     recommender = load_recommender(tmp_path / "index")
     # one translation group (t1-en, t1-fr): only en and fr have translated items, too few to count
-    assert recommender.calibration is not None and recommender.calibration.languages == []
-    loaded = LanguageCalibration.load((tmp_path / "index" / "current").resolve())
+    calibration = recommender.build.calibration
+    assert calibration is not None and calibration.languages == []
+    loaded = LanguageCalibration.load((tmp_path / "index" / "current").resolve() / CALIBRATION_FILE)
     query = recommender.index.vector("t1-en")
-    assert loaded.statistics(query, "fr") == pytest.approx(recommender.calibration.statistics(query, "fr"))
-    manifest = recommender.manifest
-    assert manifest["language_correction"] == {} and manifest["options"]["calibrate"] is True
+    assert loaded.statistics(query, "fr") == pytest.approx(calibration.statistics(query, "fr"))
+    manifest = recommender.build.manifest
+    assert manifest.language_correction == {} and manifest.options["calibrate"] is True

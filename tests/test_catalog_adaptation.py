@@ -14,7 +14,6 @@ from engine import (
     Recommender,
     RelatedQuery,
     build_index,
-    derive,
     load_recommender,
 )
 from engine.catalog.records import parse_record
@@ -22,7 +21,7 @@ from engine.catalog.text import publication_text
 from engine.encode.chunks import normalize
 from engine.encode.embed import encode_cached
 from engine.index import adaptation as adaptation_module
-from engine.index.build import resolve_build
+from engine.index.store import ADAPTATION_FILE, Build, resolve_build
 from engine.index.vectors import IndexLoadError
 from engine.runtime import writes as writes_module
 from engine.runtime.writes import WriteRejectedError, apply_writes
@@ -122,15 +121,16 @@ def test_an_update_equals_a_fresh_fit_with_the_same_mean(seed: int) -> None:
 def test_adaptation_round_trips_and_a_damaged_file_is_named(tmp_path: Path) -> None:
     chunks = random_chunks(3)
     adaptation = CatalogAdaptation.fit(chunks)
-    adaptation.save(tmp_path)
-    loaded = CatalogAdaptation.load(tmp_path)
+    path = tmp_path / ADAPTATION_FILE
+    adaptation.save(path)
+    loaded = CatalogAdaptation.load(path)
     assert loaded is not None and loaded.graph.tolist() == adaptation.graph.tolist()
     assert loaded.document_vectors(chunks) == pytest.approx(adaptation.document_vectors(chunks))
-    light = CatalogAdaptation.load(tmp_path, graph=False)
+    light = CatalogAdaptation.load(path, graph=False)
     assert light is not None and light.mean == pytest.approx(adaptation.mean) and light.graph.size == 0
-    (tmp_path / adaptation_module.ADAPTATION_FILE).write_bytes(b"not a zip file")
+    path.write_bytes(b"not a zip file")
     with pytest.raises(IndexLoadError, match=r"adaptation\.npz is damaged"):
-        CatalogAdaptation.load(tmp_path)
+        CatalogAdaptation.load(path)
 
 
 WRITE_CATALOG = [
@@ -159,20 +159,20 @@ def test_api_writes_answer_like_a_fresh_build(
     index_dir = tmp_path / "index"
     build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG)], index_dir, encoder)
     recommender = load_recommender(index_dir)
-    mean = recommender.adaptation.mean
+    mean = recommender.build.adaptation.mean
     new = [pub("d1", "trade water climate"), pub("c2", "migration migration youth")]  # one new, one edited
     upserts = [parse_record(r, "api", i) for i, r in enumerate(new)]
     apply_writes(recommender, index_dir, upserts=upserts, deletes=["b3"], encoder=encoder)
     written = load_recommender(index_dir)
     assert "b3" not in written.publications and written.publications["c2"].abstract == "migration migration youth"
-    assert (written.adaptation.mean == pytest.approx(mean)) is incremental
+    assert (written.build.adaptation.mean == pytest.approx(mean)) is incremental
 
     # the same catalog made in one go (with the first build's mean when the write kept it)
     publications = list(written.publications.values())
     chunks, _ = encode_cached(encoder, [publication_text(p) for p in publications], None)
     adaptation = CatalogAdaptation.fit(chunks, mean=mean if incremental else None)
-    fresh = Recommender.from_contents(
-        derive(publications, chunks, written.index.model, BuildOptions(), adaptation=adaptation)
+    fresh = Recommender(
+        Build.assemble(publications, chunks, written.index.model, BuildOptions(), adaptation=adaptation)
     )
     for p in publications:
         got = [(i.id, round(i.score, 5)) for i in written.recommend(p.id, RelatedQuery(k=5)).items]
@@ -193,7 +193,7 @@ def test_a_build_of_one_item_that_grows_by_writes_is_adapted_afresh(
         upsert = parse_record(record, "api", 1)
         apply_writes(load_recommender(index_dir), index_dir, upserts=[upsert], encoder=encoder)
     grown = load_recommender(index_dir)
-    assert len(grown) == len(WRITE_CATALOG) and grown.adaptation.documents >= len(WRITE_CATALOG) / 2
+    assert len(grown) == len(WRITE_CATALOG) and grown.build.adaptation.documents >= len(WRITE_CATALOG) / 2
     norms = np.linalg.norm(grown.index.vectors(list(grown.publications)), axis=1)
     assert norms == pytest.approx(np.ones(len(norms)), abs=1e-5)
 

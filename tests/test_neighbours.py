@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,9 @@ import pytest
 
 from engine import BuildOptions, Publication, Recommender, RelatedQuery, VectorIndex, build_index, load_recommender
 from engine.catalog.records import parse_record
-from engine.index.build import resolve_build
 from engine.index.calibrate import LanguageCalibration
-from engine.index.neighbours import NEIGHBOURS_FILE, NeighbourLists
+from engine.index.neighbours import NeighbourLists
+from engine.index.store import NEIGHBOURS_FILE, Build, resolve_build
 from engine.index.vectors import IndexLoadError
 from engine.runtime.writes import apply_writes
 from tests.fakes import pub, write_jsonl
@@ -87,8 +88,8 @@ def test_lists_answer_exactly_like_a_live_search(n: int, kind: str, calibrate: b
     # the catalog's translations measure a language effect for every language, so calibration reorders them
     assert calibration is None or calibration.languages == ["ar", "en", "fr"]
     lists = NeighbourLists.compute(index, ids, vectors, languages, calibration, size=25, threads=2)
-    live = Recommender(publications, index, {}, calibration=calibration)
-    listed = Recommender(publications, index, {}, calibration=calibration, neighbours=lists)
+    live = Recommender(Build(publications, index, BuildOptions(), calibration=calibration))
+    listed = Recommender(Build(publications, index, BuildOptions(), calibration=calibration, neighbours=lists))
     sample = ids[::7]
     for query in QUERIES:
         assert_same_answers(listed, live, sample, query)
@@ -106,9 +107,7 @@ def test_built_lists_match_the_live_search_of_the_loaded_build(tmp_path: Path, s
     encoder = TableEncoder({p.title: v for p, v in zip(publications, vectors, strict=True)})
     build_index([catalog_file], tmp_path / "index", encoder, options=BuildOptions(neighbours=20, storage=storage))
     listed = load_recommender(tmp_path / "index")
-    live = Recommender(
-        list(listed.publications.values()), listed.index, listed.manifest, calibration=listed.calibration
-    )
+    live = Recommender(replace(listed.build, neighbours=None))
     sample = [p.id for p in publications[::5]]
     for query in QUERIES:
         assert_same_answers(listed, live, sample, query)
@@ -140,7 +139,7 @@ def test_a_short_catalog_gives_complete_lists_and_they_answer_alone() -> None:
     index = VectorIndex(32, "m").build(ids, vectors)
     lists = NeighbourLists.compute(index, ids, vectors, [p.language for p in publications], None, size=50)
     assert lists.size == 11 and lists.complete and lists.requested_size == 50
-    listed = Recommender(publications, index, {}, neighbours=lists)
+    listed = Recommender(Build(publications, index, BuildOptions(), neighbours=lists))
 
     def no_search(*args: object, **kwargs: object) -> None:
         raise AssertionError("the live search ran")
@@ -155,12 +154,12 @@ def test_builds_store_lists_that_survive_a_reload_and_writes(small_index: Path, 
     build = resolve_build(small_index)
     assert (build / NEIGHBOURS_FILE).is_file()
     recommender = load_recommender(small_index, encoder=fake_encoder)
-    assert recommender.neighbours is not None and len(recommender.neighbours) == len(recommender)
+    assert recommender.build.neighbours is not None and len(recommender.build.neighbours) == len(recommender)
     added = parse_record(pub("n1", "trade finance"), "test", 1)
     apply_writes(recommender, small_index, upserts=[added], encoder=fake_encoder)
     after = load_recommender(small_index, encoder=fake_encoder)
-    assert after.neighbours is not None and "n1" in after.neighbours.ids
-    assert after.neighbours.requested_size == recommender.neighbours.requested_size
+    assert after.build.neighbours is not None and "n1" in after.build.neighbours.ids
+    assert after.build.neighbours.requested_size == recommender.build.neighbours.requested_size
     assert "n1" in [i.id for i in after.related("t2", 3)]
 
 
@@ -169,9 +168,9 @@ def test_lists_that_do_not_match_the_catalog_or_are_damaged_are_refused(small_in
     recommender = load_recommender(small_index)
     other = NeighbourLists(["x", "y"], np.zeros((2, 1), np.int32), np.zeros((2, 1)), np.zeros((2, 1)))
     with pytest.raises(IndexLoadError, match="do not match the catalog"):
-        Recommender(list(recommender.publications.values()), recommender.index, {}, neighbours=other)
+        Recommender(replace(recommender.build, neighbours=other))
     (build / NEIGHBOURS_FILE).write_bytes(b"not an npz file")
     with pytest.raises(IndexLoadError, match="corrupted"):
         load_recommender(small_index)  # the build's checksums catch it first
     with pytest.raises(IndexLoadError, match="damaged"):
-        NeighbourLists.load(build)
+        NeighbourLists.load(build / NEIGHBOURS_FILE)

@@ -136,7 +136,7 @@ def test_stress_short_run(capsys: pytest.CaptureFixture[str]) -> None:
 def test_benchmark_synthetic_build_loads_like_any_build(tmp_path: Path) -> None:
     synthetic_build(tmp_path / "index", 300, model="m@1")
     recommender = load_recommender(tmp_path / "index", expected_model="m@1")
-    assert len(recommender) == 300 and recommender.neighbours is not None
+    assert len(recommender) == 300 and recommender.build.neighbours is not None
     items = recommender.related("pub-0", 5)
     assert len(items) == 5 and "pub-0" not in {i.id for i in items}
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-EMBEDDINGS_FILE = "embeddings.npz"
-
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
@@ -66,12 +64,12 @@ class ChunkVectors:
         selected = ChunkVectors(self.vectors[rows], new_number[self.owners[rows]], self.weights[rows], len(documents))
         return selected, rows
 
-    def save(self, folder: Path, ids: Sequence[str]) -> None:
-        """Write ``embeddings.npz``: the documents' ids and their chunk vectors (plain arrays, no pickle)."""
+    def save(self, path: Path, ids: Sequence[str]) -> None:
+        """Write the documents' ids and their chunk vectors to ``path`` (``.npz``, plain arrays, no pickle)."""
         if len(ids) != self.documents:
             raise ValueError(f"{len(ids)} ids for {self.documents} documents")
         np.savez(
-            folder / EMBEDDINGS_FILE,
+            path,
             ids=np.array(list(ids), dtype=np.str_),
             vectors=self.vectors,
             owners=self.owners.astype(np.int32),
@@ -79,10 +77,9 @@ class ChunkVectors:
         )
 
     @classmethod
-    def load(cls, folder: Path) -> tuple[list[str], ChunkVectors] | None:
-        """Read ``embeddings.npz`` if the build has one: (document ids, chunks). Raises ``ValueError`` and
+    def load(cls, path: Path) -> tuple[list[str], ChunkVectors] | None:
+        """Read what :meth:`save` wrote, if ``path`` exists: (document ids, chunks). Raises ``ValueError`` and
         ``OSError`` on a damaged file."""
-        path = folder / EMBEDDINGS_FILE
         if not path.is_file():
             return None
         with np.load(path, allow_pickle=False) as data:

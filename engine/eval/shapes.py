@@ -21,7 +21,8 @@ from engine.catalog.text import publication_text
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached
 from engine.eval.baselines import bm25_ranker, random_ranker, recency_ranker
 from engine.eval.evaluate import EngineRanker, Ranker, evaluate_system
-from engine.index.pipeline import BuildOptions, derive
+from engine.index.pipeline import BuildOptions
+from engine.index.store import Build
 from engine.rank.recommend import Recommender
 from engine.settings import PROJECT_ROOT
 
@@ -165,11 +166,9 @@ def evaluate_shape(shape: Shape, encoder: Encoder, cache: EmbeddingCache | None 
         texts = [publication_text(p) for p in publications]
         chunks, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
         rankers: dict[str, Ranker] = {
-            "served": EngineRanker(
-                Recommender.from_contents(derive(publications, chunks, encoder.name, BuildOptions()))
-            ),
+            "served": EngineRanker(Recommender(Build.assemble(publications, chunks, encoder.name, BuildOptions()))),
             "plain cosine": EngineRanker(
-                Recommender.from_contents(derive(publications, chunks, encoder.name, BuildOptions.plain()))
+                Recommender(Build.assemble(publications, chunks, encoder.name, BuildOptions.plain()))
             ),
             "bm25": bm25_ranker(publications),
             "recency": recency_ranker(publications),

@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 from engine.encode.chunks import ChunkVectors, normalize
 from engine.index.vectors import IndexLoadError
 
-ADAPTATION_FILE = "adaptation.npz"
 # Round values, not tuned: docs/quality-shapes.md shows k = 3 and 10 and strength 1.0 beside them.
 SMOOTHING_NEIGHBOURS = 5
 SMOOTHING_STRENGTH = 0.5
@@ -166,10 +165,10 @@ class CatalogAdaptation:
         changed = np.union1d(after.owners[touched], after.owners[kept_count:])
         return CatalogAdaptation(self.mean, self.k, self.strength, graph, similarities, self.documents), changed
 
-    def save(self, folder: Path) -> None:
-        """Write ``adaptation.npz`` (plain arrays, no pickle)."""
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (``.npz``, plain arrays, no pickle)."""
         np.savez(
-            folder / ADAPTATION_FILE,
+            path,
             mean=self.mean,
             k=np.array(self.k),
             strength=np.array(self.strength),
@@ -179,9 +178,8 @@ class CatalogAdaptation:
         )
 
     @classmethod
-    def load(cls, folder: Path, *, graph: bool = True) -> CatalogAdaptation | None:
-        """Read ``adaptation.npz`` if the build has one; without ``graph`` only what queries need is read."""
-        path = folder / ADAPTATION_FILE
+    def load(cls, path: Path, *, graph: bool = True) -> CatalogAdaptation | None:
+        """Read what :meth:`save` wrote, if ``path`` exists; without ``graph`` only what queries need is read."""
         if not path.is_file():
             return None
         try:

@@ -33,7 +33,6 @@ import numpy as np
 
 from engine.index.vectors import IndexLoadError
 
-CALIBRATION_FILE = "calibration.npz"
 SHRINKAGE = 10.0
 _MIN_TRANSLATED = 2
 
@@ -139,10 +138,10 @@ class LanguageCalibration:
             for lang, count, weight in zip(self.languages, self.counts, self.weights, strict=True)
         }
 
-    def save(self, folder: Path) -> None:
-        """Write ``calibration.npz`` (plain arrays, no pickle)."""
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (``.npz``, plain arrays, no pickle)."""
         np.savez(
-            folder / CALIBRATION_FILE,
+            path,
             languages=np.array(self.languages, dtype=np.str_),
             means=self.means.astype(np.float32),
             covariances=self.covariances.astype(np.float32),
@@ -151,9 +150,8 @@ class LanguageCalibration:
         )
 
     @classmethod
-    def load(cls, folder: Path) -> LanguageCalibration | None:
-        """Read ``calibration.npz`` if the build has one."""
-        path = folder / CALIBRATION_FILE
+    def load(cls, path: Path) -> LanguageCalibration | None:
+        """Read what :meth:`save` wrote, if ``path`` exists."""
         if not path.is_file():
             return None
         try:

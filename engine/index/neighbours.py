@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 from engine.index.calibrate import LanguageCalibration
 from engine.index.vectors import IndexLoadError, VectorIndex
 
-NEIGHBOURS_FILE = "neighbours.npz"
 DEFAULT_SIZE = 50
 _BATCH = 1024
 # First search width, in multiples of the list size: calibration reorders items across languages.
@@ -156,10 +155,10 @@ class NeighbourLists:
                 fetch = min(n, fetch * _WIDEN)
         return cls(ids, rows, similarities, keys, requested_size)
 
-    def save(self, folder: Path) -> None:
-        """Write ``neighbours.npz`` (plain arrays, no pickle)."""
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (``.npz``, plain arrays, no pickle)."""
         np.savez(
-            folder / NEIGHBOURS_FILE,
+            path,
             ids=np.array(self.ids, dtype=np.str_),
             rows=self.rows,
             similarities=self.similarities,
@@ -168,9 +167,8 @@ class NeighbourLists:
         )
 
     @classmethod
-    def load(cls, folder: Path) -> NeighbourLists | None:
-        """Read ``neighbours.npz`` if the build has one."""
-        path = folder / NEIGHBOURS_FILE
+    def load(cls, path: Path) -> NeighbourLists | None:
+        """Read what :meth:`save` wrote, if ``path`` exists."""
         if not path.is_file():
             return None
         try:

@@ -60,16 +60,13 @@ class BuildOptions:
 
 
 @dataclass(slots=True)
-class BuildContents:
-    """Everything one build holds besides its manifest."""
+class DerivedParts:
+    """What a build derives from its publications' chunk vectors (see :class:`engine.index.store.Build`)."""
 
-    publications: list[Publication]
-    chunks: ChunkVectors  # the model's chunk vectors, kept so writes can adapt again
     adaptation: CatalogAdaptation | None
     index: VectorIndex
     calibration: LanguageCalibration | None
     neighbours: NeighbourLists | None
-    options: BuildOptions
 
 
 def derive(
@@ -82,7 +79,7 @@ def derive(
     base: VectorIndex | None = None,
     changed: Sequence[str] = (),
     show_progress: bool = False,
-) -> BuildContents:
+) -> DerivedParts:
     """Adapt, index, calibrate and list ``publications`` (in the order of ``chunks``' documents).
 
     ``adaptation`` is an already fitted one (a write's incremental update); ``base`` an index holding the
@@ -134,4 +131,4 @@ def derive(
             threads=threads,
             show_progress=show_progress,
         )
-    return BuildContents(publications, chunks, adaptation, index, calibration, neighbours, options)
+    return DerivedParts(adaptation, index, calibration, neighbours)

@@ -11,7 +11,6 @@ next build drops them.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import tempfile
 from collections.abc import Sequence
@@ -21,10 +20,6 @@ from typing import Any
 import faiss
 import numpy as np
 
-INDEX_FILE = "vectors.faiss"
-IDS_FILE = "ids.json"
-MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 2
 HNSW_THRESHOLD = 5_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
@@ -198,63 +193,45 @@ class VectorIndex:
     def stored_bytes(self) -> int:
         """Size of the FAISS structure (vectors, graph, id map) as written to disk: about its memory use."""
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / INDEX_FILE
+            path = Path(tmp) / "index.faiss"
             faiss.write_index(self._index, str(path))
             return path.stat().st_size
 
-    def save(self, folder: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write the FAISS file, the id map and ``manifest.json`` into ``folder``; return the manifest."""
-        folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self._index, str(folder / INDEX_FILE))
-        (folder / IDS_FILE).write_text(json.dumps(sorted(self._key_of.items())), encoding="utf-8")
-        manifest = {
-            "format_version": FORMAT_VERSION,
+    def save(self, index_path: Path, ids_path: Path) -> dict[str, Any]:
+        """Write the FAISS file and the id map; return what a manifest records of the index."""
+        faiss.write_index(self._index, str(index_path))
+        ids_path.write_text(json.dumps(sorted(self._key_of.items())), encoding="utf-8")
+        return {
             "model": self.model,
             "dimension": self.dimension,
             "count": len(self),
-            "index_type": f"IndexIDMap2({type(faiss.downcast_index(self._index.index)).__name__})",
             "storage": self.storage,
+            "index_type": f"IndexIDMap2({type(faiss.downcast_index(self._index.index)).__name__})",
             "faiss_version": faiss.__version__,
-            "build_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            **(extra or {}),
         }
-        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        return manifest
 
     @classmethod
-    def load(cls, folder: Path, expected_model: str | None = None) -> tuple[VectorIndex, dict[str, Any]]:
-        """Load an index saved by :meth:`save`; refuse one built with a model other than ``expected_model``."""
-        manifest_path = folder / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise IndexLoadError(
-                f"no index in {folder} ({MANIFEST_FILE} missing); build one with scripts/build_index.py"
-            )
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            model, dimension = manifest["model"], int(manifest["dimension"])
-        except (ValueError, KeyError) as exc:
-            raise IndexLoadError(f"{manifest_path} is damaged ({exc}); rebuild the index") from None
-        if expected_model is not None and model != expected_model:
-            raise IndexLoadError(
-                f"the index in {folder} was built with model {model!r}, but the engine uses {expected_model!r}; "
-                "rebuild it with scripts/build_index.py"
-            )
-        storage = manifest.get("storage", "float32")
+    def load(
+        cls, index_path: Path, ids_path: Path, *, model: str, dimension: int, storage: str, count: int
+    ) -> VectorIndex:
+        """Load an index written by :meth:`save`, checked against what its manifest says of it."""
         if storage not in STORAGES:
-            raise IndexLoadError(f"{manifest_path} names an unknown vector storage {storage!r}; rebuild the index")
+            raise IndexLoadError(f"the manifest of {index_path.parent} names an unknown vector storage {storage!r}")
         index = cls(dimension, model, storage=storage)
         try:
-            raw = faiss.read_index(str(folder / INDEX_FILE))
-            pairs = json.loads((folder / IDS_FILE).read_text(encoding="utf-8"))
+            raw = faiss.read_index(str(index_path))
+            pairs = json.loads(ids_path.read_text(encoding="utf-8"))
         except (RuntimeError, OSError, ValueError) as exc:
-            raise IndexLoadError(f"cannot read the index files in {folder} ({exc}); rebuild the index") from None
-        if raw.d != dimension or raw.ntotal < len(pairs) or len(pairs) != manifest.get("count", len(pairs)):
             raise IndexLoadError(
-                f"the index in {folder} does not match its manifest (dimension {raw.d}, {raw.ntotal} vectors, "
-                f"{len(pairs)} ids); rebuild it"
+                f"cannot read the index files in {index_path.parent} ({exc}); rebuild the index"
+            ) from None
+        if raw.d != dimension or raw.ntotal < len(pairs) or len(pairs) != count:
+            raise IndexLoadError(
+                f"the index in {index_path.parent} does not match its manifest (dimension {raw.d}, {raw.ntotal} "
+                f"vectors, {len(pairs)} ids); rebuild it"
             )
         if not isinstance(raw, faiss.IndexIDMap2):
-            raise IndexLoadError(f"{folder / INDEX_FILE} is a {type(raw).__name__}, not an IndexIDMap2; rebuild it")
+            raise IndexLoadError(f"{index_path} is a {type(raw).__name__}, not an IndexIDMap2; rebuild it")
         index._index = raw
         if index.kind == "hnsw":
             faiss.downcast_index(raw.index).hnsw.efSearch = HNSW_EF_SEARCH
@@ -263,4 +240,4 @@ class VectorIndex:
         # Tombstones keep their numbers inside the FAISS file: new items must not reuse them.
         stored = faiss.vector_to_array(raw.id_map)
         index._next = int(max(max(index._key_of, default=-1), stored.max(initial=-1))) + 1
-        return index, manifest
+        return index

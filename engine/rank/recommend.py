@@ -9,7 +9,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,12 +18,11 @@ from engine.catalog.records import Publication
 from engine.catalog.text import publication_text
 from engine.encode.chunks import ChunkVectors, normalize
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached, encode_chunks
-from engine.index.adaptation import CatalogAdaptation, centre
-from engine.index.calibrate import LanguageCalibration
-from engine.index.neighbours import NeighbourLists
+from engine.index.adaptation import centre
 from engine.index.overrides import Overrides
-from engine.index.pipeline import BuildContents, BuildOptions, derive
-from engine.index.vectors import IndexLoadError, VectorIndex
+from engine.index.pipeline import BuildOptions
+from engine.index.store import Build
+from engine.index.vectors import IndexLoadError
 from engine.rank.candidates import Candidate, CandidateSearch, Key
 from engine.rank.explain import terms_of
 from engine.rank.items import ItemBuilder, Seed, snippet
@@ -56,40 +54,24 @@ _UNLIKE_WEIGHT = 0.5
 class Recommender:
     """A loaded index, its catalog and overrides; answers related-items queries. Read-only once built."""
 
-    def __init__(
-        self,
-        publications: Sequence[Publication],
-        index: VectorIndex,
-        manifest: dict[str, Any],
-        overrides: Overrides | None = None,
-        encoder: Encoder | None = None,
-        calibration: LanguageCalibration | None = None,
-        neighbours: NeighbourLists | None = None,
-        adaptation: CatalogAdaptation | None = None,
-        build_dir: Path | None = None,
-    ) -> None:
-        self.publications = {p.id: p for p in publications}
+    def __init__(self, build: Build, overrides: Overrides | None = None, encoder: Encoder | None = None) -> None:
+        self.build = build
+        self.publications = {p.id: p for p in build.publications}
+        index, neighbours = build.index, build.neighbours
         missing = [p for p in self.publications if p not in index]
         if missing or len(index) != len(self.publications):
             raise IndexLoadError(
                 f"index and catalog disagree ({len(index)} vectors, {len(self.publications)} publications, "
                 f"{len(missing)} without a vector); rebuild the index"
             )
-        self.index = index
-        self.manifest = manifest
-        self.overrides = overrides or Overrides()
-        self.encoder = encoder
-        self.calibration = calibration
         if neighbours is not None and (
             len(neighbours) != len(self.publications) or any(i not in self.publications for i in neighbours.ids)
         ):
             raise IndexLoadError("the neighbour lists do not match the catalog of the build; rebuild the index")
-        self.neighbours = neighbours
-        # The catalog's mean and smoothing (engine/index/adaptation.py): drafts are adapted like catalog items.
-        self.adaptation = adaptation
-        # The build folder this was loaded from (None in memory): writes read its chunk vectors.
-        self.build_dir = build_dir
-        self._search = CandidateSearch(index, self.publications, calibration, neighbours)
+        self.index = index
+        self.overrides = overrides or Overrides()
+        self.encoder = encoder
+        self._search = CandidateSearch(index, self.publications, build.calibration, neighbours)
         self._items = ItemBuilder(self.publications)
         self._browser: CatalogBrowser | None = None
         self._warm = threading.Event()
@@ -106,8 +88,7 @@ class Recommender:
         """Encode and index publications in memory, exactly as a build would (evaluation, comparisons)."""
         texts = [publication_text(p) for p in publications]
         chunks, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
-        contents = derive(publications, chunks, encoder.name, options or BuildOptions())
-        return cls.from_contents(contents, encoder=encoder)
+        return cls(Build.assemble(publications, chunks, encoder.name, options or BuildOptions()), encoder=encoder)
 
     @classmethod
     def from_vectors(
@@ -120,22 +101,8 @@ class Recommender:
         options: BuildOptions | None = None,
     ) -> Recommender:
         """Index given document vectors (one row per publication, each taken as a text of one chunk) in memory."""
-        contents = derive(publications, ChunkVectors.of_documents(vectors), model, options or BuildOptions())
-        return cls.from_contents(contents, encoder=encoder)
-
-    @classmethod
-    def from_contents(cls, contents: BuildContents, *, encoder: Encoder | None = None) -> Recommender:
-        """Serve what :func:`engine.index.pipeline.derive` made, without writing it."""
-        manifest = {"model": contents.index.model, "build_id": "in-memory", "options": contents.options.as_dict()}
-        return cls(
-            contents.publications,
-            contents.index,
-            manifest,
-            encoder=encoder,
-            calibration=contents.calibration,
-            neighbours=contents.neighbours,
-            adaptation=contents.adaptation,
-        )
+        build = Build.assemble(publications, ChunkVectors.of_documents(vectors), model, options or BuildOptions())
+        return cls(build, encoder=encoder)
 
     def __len__(self) -> int:
         return len(self.publications)
@@ -148,7 +115,7 @@ class Recommender:
     @property
     def version(self) -> str:
         """Identifies what answers are computed from (build and overrides), for cache validators."""
-        return f"{self.manifest.get('build_id', 'unbuilt')}.{self.overrides.version}"
+        return f"{self.build.build_id}.{self.overrides.version}"
 
     def warm(self) -> None:
         """Compute now what the first request would otherwise pay for: the term statistics of explanations
@@ -301,14 +268,14 @@ class Recommender:
         if self.encoder is None:
             raise EncoderUnavailableError("this service was started without a model; free-text queries are off")
         chunks = encode_chunks(self.encoder, [text], languages=[language])
-        if self.adaptation is None:
+        if self.build.adaptation is None:
             return chunks.pooled()[0]
         # Centred like the catalog's chunks, then smoothed toward its nearest catalog items (found among the
         # adapted vectors: the draft has no place in the build's chunk graph).
-        centred = chunks.pooled(centre(chunks.vectors, self.adaptation.mean))[0]
-        hits = self.index.search(centred, self.adaptation.k)[0] if self.adaptation.k else []
+        centred = chunks.pooled(centre(chunks.vectors, self.build.adaptation.mean))[0]
+        hits = self.index.search(centred, self.build.adaptation.k)[0] if self.build.adaptation.k else []
         neighbours = self.index.vectors([key for key, _ in hits]) if hits else np.zeros((0, len(centred)))
-        return self.adaptation.smooth_query(centred, neighbours, np.array([score for _, score in hits]))
+        return self.build.adaptation.smooth_query(centred, neighbours, np.array([score for _, score in hits]))
 
     # ----- ranking -----
 

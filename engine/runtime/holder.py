@@ -18,8 +18,8 @@ from pathlib import Path
 
 from engine.catalog.records import CatalogError, Publication
 from engine.encode.embed import EmbeddingCache, Encoder
-from engine.index.build import resolve_build
 from engine.index.overrides import OVERRIDES_FILE, OverridesError
+from engine.index.store import resolve_build
 from engine.index.vectors import IndexLoadError
 from engine.rank.recommend import Recommender
 from engine.runtime.loading import load_recommender
@@ -91,13 +91,13 @@ class EngineHolder:
                 fresh.warm()  # the old build serves meanwhile; no request pays for the new one's first use
             except (IndexLoadError, CatalogError, OverridesError, OSError, ValueError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                kept = previous.manifest.get("build_id") if previous else None
+                kept = previous.build.build_id if previous else None
                 logger.error("reload refused, keeping build %s: %s", kept, self.last_error)
                 raise ReloadError(self.last_error) from exc
             self._swap_in(fresh)
             report = ReloadReport(
-                build_id=fresh.manifest.get("build_id"),
-                previous_build_id=previous.manifest.get("build_id") if previous else None,
+                build_id=fresh.build.build_id,
+                previous_build_id=previous.build.build_id if previous else None,
                 publications=len(fresh),
                 changed=previous is None or previous.version != fresh.version,
                 warnings=fresh.overrides.warnings,

@@ -20,11 +20,10 @@ import numpy as np
 
 from engine.catalog.records import Publication
 from engine.catalog.text import publication_text
-from engine.encode.chunks import EMBEDDINGS_FILE, ChunkVectors
+from engine.encode.chunks import ChunkVectors
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached
 from engine.index.adaptation import CatalogAdaptation
-from engine.index.build import CATALOG_FILE, write_build
-from engine.index.pipeline import BuildOptions, derive
+from engine.index.store import CATALOG_FILE, CHUNKS_FILE, Build
 from engine.index.vectors import IndexLoadError
 from engine.rank.recommend import EncoderUnavailableError, Recommender, UnknownPublicationError
 from engine.settings import available_cores
@@ -82,13 +81,13 @@ def apply_writes(
     if upserts:
         texts = [publication_text(p) for p in upserts]
         added, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in upserts])
-    options = BuildOptions.from_manifest(recommender.manifest.get("options", {}))
+    options = recommender.build.options
     adaptation, base = None, recommender.index
     kept_chunks, old_rows = before.select(kept)
     chunks = ChunkVectors.concat([kept_chunks, added], before.vectors.shape[1])
     changed = np.arange(len(kept), len(publications))
     if options.adapt:
-        fitted = CatalogAdaptation.load(recommender.build_dir)
+        fitted = recommender.build.stored_adaptation()
         if fitted is None:
             raise IndexLoadError(_unusable(recommender, Path(index_dir), "it has no adaptation.npz"))
         if _refit(fitted, len(chunks.vectors), len(publications)):
@@ -107,7 +106,7 @@ def apply_writes(
         )
         # Recorded as made, so a later build_index from files compares like with like.
         options = replace(options, neighbours=0)
-    contents = derive(
+    build = Build.assemble(
         publications,
         chunks,
         recommender.index.model,
@@ -115,9 +114,8 @@ def apply_writes(
         adaptation=adaptation,
         base=base,
         changed=[publications[i].id for i in changed],
-    )
-    folder = write_build(Path(index_dir), contents, sources=["api"])
-    return WriteReport(folder.name, tuple(p.id for p in upserts), tuple(deletes), len(publications))
+    ).save(Path(index_dir), sources=["api"])
+    return WriteReport(build.build_id, tuple(p.id for p in upserts), tuple(deletes), len(publications))
 
 
 def _refit(fitted: CatalogAdaptation, chunks: int, documents: int) -> bool:
@@ -130,24 +128,22 @@ def _refit(fitted: CatalogAdaptation, chunks: int, documents: int) -> bool:
 def _unusable(recommender: Recommender, index_dir: Path, reason: str) -> str:
     """Why the build in service cannot take a write, and the rebuild that keeps its writes: from its own catalog."""
     return (
-        f"the build in {recommender.build_dir} cannot take writes: {reason}; rebuild it from its own catalog, "
+        f"the build in {recommender.build.folder} cannot take writes: {reason}; rebuild it from its own catalog, "
         f"which holds every write so far: python scripts/build_index.py --catalog "
-        f"{recommender.build_dir / CATALOG_FILE} --index-dir {index_dir}"
+        f"{recommender.build.folder / CATALOG_FILE} --index-dir {index_dir}"
     )
 
 
 def _stored_chunks(recommender: Recommender, index_dir: Path) -> tuple[list[str], ChunkVectors]:
     """The chunk vectors of the build in service, in its catalog's order."""
-    if recommender.build_dir is None:
+    if recommender.build.folder is None:
         raise WriteRejectedError("this recommender was built in memory; writes need an index folder")
     try:
-        stored = ChunkVectors.load(recommender.build_dir)
+        stored = recommender.build.stored_chunks()
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise IndexLoadError(_unusable(recommender, index_dir, f"{EMBEDDINGS_FILE} is damaged ({exc})")) from None
+        raise IndexLoadError(_unusable(recommender, index_dir, f"{CHUNKS_FILE} is damaged ({exc})")) from None
     if stored is None or stored[0] != list(recommender.publications):
-        raise IndexLoadError(
-            _unusable(recommender, index_dir, f"{EMBEDDINGS_FILE} is missing or holds another catalog")
-        )
+        raise IndexLoadError(_unusable(recommender, index_dir, f"{CHUNKS_FILE} is missing or holds another catalog"))
     return stored
 
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from engine.catalog.records import Publication
 from engine.encode.chunks import ChunkVectors
-from engine.index.build import write_build
-from engine.index.pipeline import BuildOptions, derive
+from engine.index.pipeline import BuildOptions
+from engine.index.store import Build
 
 
 def synthetic_vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -48,4 +48,4 @@ def synthetic_build(index_dir: Path, n: int, model: str) -> None:
     writer (index, neighbour lists, calibration, checksums) and recorded as built with ``model``, so a
     service configured with that model loads it like any build (and encodes drafts with the real model)."""
     chunks = ChunkVectors.of_documents(synthetic_vectors(n))
-    write_build(index_dir, derive(synthetic_publications(n), chunks, model, BuildOptions()), sources=["synthetic"])
+    Build.assemble(synthetic_publications(n), chunks, model, BuildOptions()).save(index_dir, sources=["synthetic"])
