@@ -1,7 +1,5 @@
 """Related-content engine: catalog -> multilingual embeddings -> FAISS index -> related publications."""
 
-from pathlib import Path
-from typing import Any
 
 from engine.catalog.records import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
 from engine.catalog.text import chunk_text, publication_text
@@ -69,7 +67,6 @@ __all__ = [
     "prepare_model",
     "publication_text",
     "read_manifest",
-    "related",
     "resolve_build",
     "write_catalog",
 ]
@@ -88,13 +85,3 @@ def open_encoder(settings: Settings | None = None) -> SentenceTransformerEncoder
     return SentenceTransformerEncoder(
         settings.models_dir, settings.model, threads=settings.threads, batch_size=settings.batch_size
     )
-
-
-def related(publication_id: str, k: int = 10, *, index_dir: Path | None = None, **filters: Any) -> list[RelatedItem]:
-    """Convenience one-shot: load the configured index and return related items for one id.
-
-    For repeated queries load a :class:`Recommender` once with :func:`load_recommender`.
-    """
-    settings = get_settings()
-    recommender = load_recommender(index_dir or settings.index_dir, expected_model_name(settings))
-    return recommender.related(publication_id, k, **filters)

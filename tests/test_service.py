@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import weakref
 from pathlib import Path
 
@@ -217,11 +216,9 @@ def test_overrides_pin_and_ban_after_reload(client: TestClient, small_index: Pat
     report = client.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert report["changed"] is True and "ghost" in report["warnings"][0]
     items = client.get("/publications/t1-en/related?k=3&explain=true").json()["items"]
-    assert [(i["id"], i["pinned"]) for i in items] == [
-        ("h1", True),
-        ("t2", False),
-        items[2:3] and (items[2]["id"], False),
-    ]
+    assert [(i["id"], i["pinned"]) for i in items[:2]] == [("h1", True), ("t2", False)]
+    # then the best of the rest: c1, c2 and w1 all have cosine 0 to t1-en (orthogonal topics), so any of them
+    assert items[2]["id"] in {"c1", "c2", "w1"} and items[2]["pinned"] is False
     assert items[0]["rank"] == 1 and items[0]["explanation"]["pinned"] is True
     assert "t3" not in ids(client.get("/publications/w1/related?k=20"))
     assert client.get("/publications/t3").status_code == 200  # banned from lists, still readable
@@ -287,7 +284,6 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
         "/admin/reload",
     }
     assert client.get("/docs").status_code == 200
-    assert os.environ.get("HF_HUB_OFFLINE") == "1"
     # The related route reads its parameters itself (for speed), so it declares them by hand: check them.
     related = paths["/publications/{publication_id}/related"]["get"]
     parameters = {p["name"]: p["in"] for p in related["parameters"]}

@@ -115,12 +115,6 @@ class LanguageCalibration:
         spreads = np.concatenate([spread, spread * (1 + self._weights32 * (ratio - 1))], axis=1)
         return queries @ self._means32, spreads
 
-    def statistics(self, query: np.ndarray, language: str | None) -> tuple[float, float]:
-        """m and s of ``query`` for items of ``language``."""
-        means, spreads = self.statistics_matrix(query)
-        column = self.column_of(language)
-        return float(means[0, column]), float(spreads[0, column])
-
     def scorer(self, query: np.ndarray) -> dict[str | None, tuple[float, float]]:
         """Per-language (m, s) for one query, all languages in one pass; ``None`` answers for every other
         language."""

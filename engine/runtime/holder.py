@@ -12,7 +12,7 @@ import datetime as dt
 import gc
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +154,7 @@ class EngineHolder:
             mtime = 0
         return str(resolve_build(self.index_dir)), mtime
 
-    def start_watching(self, interval: float = 1.0, on_reload: Callable[[ReloadReport], None] | None = None) -> None:
+    def start_watching(self, interval: float = 1.0) -> None:
         """Poll the index folder every ``interval`` seconds and reload when it changes.
 
         Polling a symlink and one mtime is cheap and works on every filesystem, unlike inotify.
@@ -171,12 +171,8 @@ class EngineHolder:
                 if now == last:
                     continue
                 last = now
-                try:
-                    report = self.reload()
-                except ReloadError:
-                    continue
-                if on_reload:
-                    on_reload(report)
+                with contextlib.suppress(ReloadError):  # logged, and the previous build stays in service
+                    self.reload()
 
         self._watcher = threading.Thread(target=watch, name="index-watcher", daemon=True)
         self._watcher.start()
