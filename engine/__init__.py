@@ -1,6 +1,5 @@
 """Related-content engine: catalog -> multilingual embeddings -> FAISS index -> related publications."""
 
-
 from engine.catalog.records import CatalogError, LoadResult, Publication, catalog_hash, load_catalog, write_catalog
 from engine.catalog.text import chunk_text, publication_text
 from engine.encode.chunks import ChunkVectors

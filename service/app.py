@@ -7,26 +7,28 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from functools import lru_cache, partial
-from typing import Annotated, Any, TypeVar
+from functools import partial
+from typing import Annotated, Any
 
-import orjson
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from pydantic import BaseModel, ValidationError
-from starlette.datastructures import QueryParams
 
-from engine import EmbeddingCache, Recommender, RelatedQuery, Settings, expected_model_name, get_settings, open_encoder
+from engine import EmbeddingCache, Recommender, Settings, expected_model_name, get_settings, open_encoder
 from engine.catalog.records import CatalogError, parse_record
 from engine.rank.query import InvalidQueryError
-from engine.rank.recommend import RelatedResult
 from engine.runtime.holder import EngineHolder, ReloadError
+from service.dependencies import client_address, get_holder, get_recommender, parse_query
 from service.errors import register_error_handlers
 from service.limits import ClientLimits
-from service.middleware import PINNED_RECOMMENDER, HttpCacheMiddleware, RequestGuardMiddleware, route_path
+from service.middleware import HttpCacheMiddleware, RequestGuardMiddleware, route_path
+from service.related import related_query
+from service.related import router as related_router
 from service.schemas import (
+    LIMITED,
+    NOT_FOUND,
+    UNAVAILABLE,
     BrowseParams,
     BrowseResponse,
     ErrorResponse,
@@ -34,18 +36,13 @@ from service.schemas import (
     PublicationOut,
     PublicationSummary,
     ReadyResponse,
-    RelatedParams,
-    RelatedRequest,
-    RelatedResponse,
     ReloadResponse,
     WriteResponse,
-    query_parameters,
 )
 from service.web import install_web
 from service.work import WorkPool
 
 logger = logging.getLogger("service")
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def create_app(settings: Settings | None = None, holder: EngineHolder | None = None) -> FastAPI:
@@ -100,18 +97,11 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             expose_headers=["ETag"],
         )
 
+    # Before the catalog routes, so the hottest route is tried before their patterns (none of them ends in
+    # /related, so none is shadowed).
+    app.include_router(related_router)
     install_web(app)
     admin = require_admin(active)
-    not_found = {404: {"model": ErrorResponse, "description": "unknown publication id"}}
-    unavailable = {503: {"model": ErrorResponse, "description": "no index loaded yet"}}
-    # Routes whose work may run in the bounded pool and count against a per-address rate limit.
-    limited = {
-        429: {"model": ErrorResponse, "description": "this client address is over its rate limit (Retry-After)"},
-        503: {"model": ErrorResponse, "description": "no index loaded yet, or the service is busy (Retry-After)"},
-    }
-    # Declared by hand where a route reads its query itself (FastAPI adds it to routes with parameters).
-    validation_schema = {"$ref": "#/components/schemas/HTTPValidationError"}
-    invalid = {422: {"description": "Validation Error", "content": {"application/json": {"schema": validation_schema}}}}
     admin_errors = {
         401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
         403: {"model": ErrorResponse, "description": "admin endpoints and writes disabled (no token configured)"},
@@ -122,7 +112,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         """Liveness: the process answers (the index may still be loading; see /ready)."""
         return HealthResponse(status="ok")
 
-    @app.get("/ready", response_model=ReadyResponse, responses=unavailable)
+    @app.get("/ready", response_model=ReadyResponse, responses=UNAVAILABLE)
     async def ready(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReadyResponse:
         """Readiness: the index in service, its size, model and build."""
         recommender = holder.current
@@ -141,70 +131,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         )
 
     @app.get(
-        "/publications/{publication_id:path}/related",
-        response_model=RelatedResponse,
-        responses={**not_found, **limited, **invalid},
-        openapi_extra={"parameters": [PUBLICATION_ID_PARAMETER, *RELATED_PARAMETERS["parameters"]]},
-    )
-    async def related(request: Request) -> Response:
-        """Publications related to ``publication_id``, across languages, best first."""
-        # The hottest route reads its path, engine and query from the request itself: FastAPI's parameter
-        # and dependency layer cost ~45 us of its ~300 us (tests inject engines through create_app).
-        # A light query runs on the event loop: a fraction of a millisecond of CPU, cheaper than a hop to a
-        # thread; any other is counted per client and runs in the bounded work pool.
-        publication_id = request.path_params["publication_id"]
-        recommender = _recommender_of(request)
-        query = _related_query_of(request)
-        if query.light:
-            result = recommender.recommend(publication_id, query)
-        else:
-            request.app.state.limits.check("heavy", _client(request))
-            result = await request.app.state.work.run(recommender.recommend, publication_id, query)
-        return _related_response(publication_id, recommender, query, result)
-
-    # First in the router, so the hottest route matches without trying a dozen patterns first (~20 us);
-    # no other route's pattern ends in /related, so no route is shadowed.
-    app.router.routes.insert(0, app.router.routes.pop())
-
-    @app.post(
-        "/related",
-        response_model=RelatedResponse,
-        responses={
-            **not_found,
-            **limited,
-            400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
-            413: {"model": ErrorResponse, "description": "text or body over the limit"},
-        },
-        openapi_extra=RELATED_PARAMETERS,
-    )
-    async def related_to_draft(
-        request: Request,
-        body: RelatedRequest,
-        recommender: Annotated[Recommender, Depends(get_recommender)],
-        query: Annotated[RelatedQuery, Depends(related_query)],
-    ) -> Response:
-        """Related publications for a draft (title/abstract) and/or example ids (like/unlike).
-
-        Filters are the query parameters of ``GET /publications/{id}/related``. Rate-limited per client
-        address (429 with Retry-After); 503 with Retry-After when the service is busy.
-        """
-        request.app.state.limits.check("drafts", _client(request))
-        text = (body.title, body.abstract) if (body.title.strip() or body.abstract.strip()) else None
-        if body.like or body.unlike:
-            result = await request.app.state.work.run(
-                partial(recommender.recommend_examples, text=text, language=body.language),
-                body.like,
-                body.unlike,
-                query,
-            )
-        else:
-            result = await request.app.state.work.run(
-                recommender.recommend_text, body.title, body.abstract, body.language, query
-            )
-        return _related_response(None, recommender, query, result)
-
-    @app.get(
-        "/publications/{publication_id:path}", response_model=PublicationOut, responses={**not_found, **unavailable}
+        "/publications/{publication_id:path}", response_model=PublicationOut, responses={**NOT_FOUND, **UNAVAILABLE}
     )
     async def publication(
         publication_id: str, recommender: Annotated[Recommender, Depends(get_recommender)]
@@ -215,14 +142,14 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             **{**asdict(record), "translations": [asdict(t) for t in recommender.translations(publication_id)]}
         )
 
-    @app.get("/publications", response_model=BrowseResponse, responses=limited)
+    @app.get("/publications", response_model=BrowseResponse, responses=LIMITED)
     async def publications(
         request: Request,
         recommender: Annotated[Recommender, Depends(get_recommender)],
         params: Annotated[BrowseParams, Query()],
     ) -> BrowseResponse:
         """Browse the catalog, newest first, with a simple accent-insensitive title search."""
-        request.app.state.limits.check("heavy", _client(request))
+        request.app.state.limits.check("heavy", client_address(request))
         page = await request.app.state.work.run(
             partial(
                 recommender.browse,
@@ -305,7 +232,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     @app.delete(
         "/publications/{publication_id:path}",
         response_model=WriteResponse,
-        responses={**write_errors, **not_found},
+        responses={**write_errors, **NOT_FOUND},
         dependencies=[Depends(admin)],
     )
     def delete_publication(publication_id: str, holder: Annotated[EngineHolder, Depends(get_holder)]) -> WriteResponse:
@@ -315,94 +242,6 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     return app
 
 
-async def get_holder(request: Request) -> EngineHolder:
-    """Dependency: the engine holder created in the lifespan (or given to :func:`create_app`)."""
-    return request.app.state.holder
-
-
-async def get_recommender(request: Request) -> Recommender:
-    """Dependency: the recommender in service for this whole request (a reload cannot swap it mid-request)."""
-    return _recommender_of(request)
-
-
-async def related_query(request: Request) -> RelatedQuery:
-    """Dependency: the related-items query parameters (see :func:`_related_query_of`)."""
-    return _related_query_of(request)
-
-
-def _recommender_of(request: Request) -> Recommender:
-    # The one the cache middleware keyed this request's ETag with, so a reload in between cannot file one
-    # build's answer under another's key.
-    pinned = request.scope.get("state", {}).get(PINNED_RECOMMENDER)
-    return pinned if pinned is not None else request.app.state.holder.current
-
-
-def _related_query_of(request: Request) -> RelatedQuery:
-    """The related-items query parameters, shared by GET and POST.
-
-    Validated in one pass with :class:`RelatedParams` instead of fourteen FastAPI ``Query`` parameters,
-    which cost about 0.3 ms a request here (a quarter of a cold related request); the routes declare the
-    same parameters in OpenAPI through ``openapi_extra``, and errors keep FastAPI's 422 shape (a POST
-    with bad parameters and a bad body reports the parameters first, then the body once they are fixed).
-    """
-    return _related_query_from(request.scope["query_string"])
-
-
-def _related_query_from(query_string: bytes) -> RelatedQuery:
-    if len(query_string) > _REMEMBERED_QUERY_BYTES:
-        return _parse_related_query(query_string)
-    return _remembered_related_query(query_string)
-
-
-def _query_model(model: type[ModelT], query_string: bytes) -> ModelT:
-    """The model's parameters from a query string, validated; unknown parameters are ignored."""
-    given = QueryParams(query_string)
-    data = {
-        name: given.getlist(name) if field.annotation == list[str] else given[name]
-        for name, field in model.model_fields.items()
-        if name in given
-    }
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in errors]) from None
-
-
-def _parse_related_query(query_string: bytes) -> RelatedQuery:
-    params = _query_model(RelatedParams, query_string)
-    # Validated here, before any work: an out-of-range query is a 422 that costs no worker or rate-limit slot.
-    return RelatedQuery(
-        k=params.k,
-        offset=params.offset,
-        languages=tuple(params.language),
-        language_policy=params.language_policy,
-        types=tuple(params.type),
-        exclude_types=tuple(params.exclude_type),
-        published_after=params.published_after,
-        published_before=params.published_before,
-        include_translations=params.include_translations,
-        diversity=params.diversity,
-        min_score=params.min_score,
-        min_results=params.min_results,
-        explain=params.explain,
-        collapse_translations=params.collapse_translations,
-    ).validated()
-
-
-# A site sends the same few query strings for every page (k=6, a type filter...): their parsed queries
-# are remembered (queries are immutable), which saves ~15 us of a ~0.3 ms related request.
-_remembered_related_query = lru_cache(maxsize=256)(_parse_related_query)
-_REMEMBERED_QUERY_BYTES = 1_000
-RELATED_PARAMETERS = {"parameters": query_parameters(RelatedParams)}
-PUBLICATION_ID_PARAMETER = {
-    "name": "publication_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "title": "Publication Id"},
-}
-
-
 def cache_key(scope: dict[str, Any]) -> str | None:
     """A GET's response-cache key: its path and validated, normalised query, without unknown parameters
     (so ``?junk=1`` and ``?junk=2`` share one entry); None when the query is invalid (the route answers it)."""
@@ -410,16 +249,12 @@ def cache_key(scope: dict[str, Any]) -> str | None:
     # repr of a tuple quotes the path, so no path (an id may hold "?" or "/related") spells another's key.
     try:
         if path.endswith("/related"):
-            return repr(("related", path, _related_query_from(scope["query_string"])))
+            return repr(("related", path, related_query(scope["query_string"])))
         if path == "/publications":
-            return repr(("browse", _query_model(BrowseParams, scope["query_string"])))
+            return repr(("browse", parse_query(BrowseParams, scope["query_string"])))
     except (RequestValidationError, InvalidQueryError):
         return None
     return repr(("record", path))  # one record: its path is all there is
-
-
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def bearer_refusal(settings: Settings, authorization: str | None) -> tuple[int, str, dict[str, str]] | None:
@@ -457,22 +292,3 @@ def require_admin(settings: Settings) -> Callable[..., None]:
             raise HTTPException(status_code=status, detail=detail, headers=headers or None)
 
     return check
-
-
-def _related_response(
-    publication_id: str | None, recommender: Recommender, query: RelatedQuery, result: RelatedResult
-) -> Response:
-    """The RelatedResponse body, serialised straight from the engine's dataclasses by orjson.
-
-    Skips re-validating what the engine built (the schema is declared on the route for OpenAPI and
-    checked against real responses in the tests); it was the largest cost of the route.
-    """
-    payload = {
-        "id": publication_id,
-        "build_id": recommender.build.build_id,
-        "offset": query.offset,
-        "k": query.k,
-        "items": result.items,
-        "reason": result.reason,
-    }
-    return Response(orjson.dumps(payload), media_type="application/json")

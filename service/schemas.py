@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from engine.catalog.browse import MAX_LIMIT, MAX_OFFSET
-from engine.rank.query import MAX_K, MAX_WINDOW
+from engine.rank.query import MAX_K, MAX_WINDOW, RelatedQuery
 
 # Values of one repeatable parameter: a site filters on a few languages or types, and every value costs work.
 MAX_VALUES = 20
@@ -15,16 +16,26 @@ MAX_VALUES = 20
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
-class RelatedParams(BaseModel):
-    """The query parameters of the related-items routes (GET by id and POST for drafts)."""
+def _bounds(minimum: float, maximum: float) -> Callable[[dict[str, Any]], None]:
+    """OpenAPI bounds of a parameter whose range the engine checks (:meth:`RelatedQuery.validated`): declared
+    here for the schema, checked once, there."""
 
-    k: int = Field(10, ge=1, le=MAX_K, description="items per page")
-    # offset + k is checked by the engine, whose 422 names both: a schema bound could only name one.
+    def extra(schema: dict[str, Any]) -> None:
+        target = next((s for s in schema.get("anyOf", []) if s.get("type") != "null"), schema)
+        target.update(minimum=minimum, maximum=maximum)
+
+    return extra
+
+
+class RelatedParams(BaseModel):
+    """The query parameters of the related-items routes (GET by id and POST for drafts): parsed here, turned
+    into the engine's :class:`RelatedQuery` by :meth:`to_query`, which checks every range once."""
+
+    k: int = Field(10, description="items per page", json_schema_extra=_bounds(1, MAX_K))
     offset: int = Field(
         0,
-        ge=0,
         description=f"items to skip (pagination); offset + k is at most {MAX_WINDOW}",
-        json_schema_extra={"maximum": MAX_WINDOW - 1},
+        json_schema_extra=_bounds(0, MAX_WINDOW - 1),
     )
     language: list[str] = Field(
         default_factory=list, max_length=MAX_VALUES, description="keep only these languages (repeatable)"
@@ -41,13 +52,38 @@ class RelatedParams(BaseModel):
     published_after: str | None = Field(None, pattern=DATE, description="on or after this date")
     published_before: str | None = Field(None, pattern=DATE, description="on or before this date")
     include_translations: bool = Field(False, description="keep the query's other language versions")
-    diversity: float = Field(0.0, ge=0, le=1, description="MMR trade-off; 0 = off, 1 = novelty only")
-    min_score: float | None = Field(None, ge=-1, le=1, description="drop items below this similarity")
-    min_results: int = Field(0, ge=0, le=MAX_K, description="keep at least this many despite min_score")
+    diversity: float = Field(
+        0.0, description="MMR trade-off; 0 = off, 1 = novelty only", json_schema_extra=_bounds(0, 1)
+    )
+    min_score: float | None = Field(
+        None, description="drop items below this similarity", json_schema_extra=_bounds(-1, 1)
+    )
+    min_results: int = Field(
+        0, description="keep at least this many despite min_score", json_schema_extra=_bounds(0, MAX_K)
+    )
     explain: bool = Field(False, description="add shared topics, authors, terms and score parts")
     collapse_translations: bool = Field(
         False, description="one entry per publication: its best language version, linking the others"
     )
+
+    def to_query(self) -> RelatedQuery:
+        """The engine's query for these parameters, validated (:class:`InvalidQueryError` names a bad one)."""
+        return RelatedQuery(
+            k=self.k,
+            offset=self.offset,
+            languages=tuple(self.language),
+            language_policy=self.language_policy,
+            types=tuple(self.type),
+            exclude_types=tuple(self.exclude_type),
+            published_after=self.published_after,
+            published_before=self.published_before,
+            include_translations=self.include_translations,
+            diversity=self.diversity,
+            min_score=self.min_score,
+            min_results=self.min_results,
+            explain=self.explain,
+            collapse_translations=self.collapse_translations,
+        ).validated()
 
 
 class BrowseParams(BaseModel):
@@ -78,6 +114,38 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
             }
         )
     return parameters
+
+
+class ErrorResponse(BaseModel):
+    """Error body."""
+
+    detail: str
+
+
+# Error answers declared in OpenAPI, shared by the routes.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "unknown publication id"}}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "no index loaded yet"}}
+LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorResponse, "description": "this client address is over its rate limit (Retry-After)"},
+    503: {"model": ErrorResponse, "description": "no index loaded yet, or the service is busy (Retry-After)"},
+}
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
+    413: {"model": ErrorResponse, "description": "text or body over the limit"},
+}
+# Declared by hand where a route reads its query itself (FastAPI adds it to routes with parameters).
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Validation Error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+    }
+}
+PUBLICATION_ID_PARAMETER = {
+    "name": "publication_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "title": "Publication Id"},
+}
 
 
 class TranslationOut(BaseModel):
@@ -213,12 +281,6 @@ class ReloadResponse(BaseModel):
     publications: int
     changed: bool
     warnings: list[str]
-
-
-class ErrorResponse(BaseModel):
-    """Error body."""
-
-    detail: str
 
 
 class WriteResponse(BaseModel):

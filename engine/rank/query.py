@@ -54,9 +54,13 @@ class RelatedQuery:
     explain: bool = False
     collapse_translations: bool = False
     exclude_languages: tuple[str, ...] = field(default=())
+    # Set by validated(): an engine call on a query the service validated does not check it again.
+    _checked: bool = field(default=False, repr=False, compare=False)
 
     def validated(self) -> RelatedQuery:
         """A normalised copy if every option is in range, else :class:`InvalidQueryError` naming the option."""
+        if self._checked:
+            return self
         if not 1 <= self.k <= MAX_K:
             raise InvalidQueryError("k", f"must be between 1 and {MAX_K}, got {self.k}")
         if self.offset < 0:
@@ -81,13 +85,12 @@ class RelatedQuery:
         before = _date("published_before", self.published_before)
         if after and before and after > before:
             raise InvalidQueryError("published_after", f"{after} is later than published_before {before}")
-        if after is None and before is None:
-            return self  # nothing to normalise (the common case: a copy costs ~10 us a request)
-        # Normalised to YYYY-MM-DD, so they compare as strings with catalog dates.
+        # Dates normalised to YYYY-MM-DD, so they compare as strings with catalog dates.
         return replace(
             self,
             published_after=after.isoformat() if after else None,
             published_before=before.isoformat() if before else None,
+            _checked=True,
         )
 
     @property
