@@ -40,12 +40,12 @@ from engine import (
 from engine.catalog.text import chunk_text, publication_text
 from engine.encode.embed import encode_cached, encode_documents
 from engine.eval.experiments.synthetic import synthetic_build, synthetic_vectors
+from engine.eval.serving import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
 from engine.index.calibrate import LanguageCalibration
 from engine.index.neighbours import NeighbourLists
 from engine.index.store import Build
 from engine.runtime.writes import apply_writes
 from engine.settings import available_cores
-from scripts._server import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared" / "data"

@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown attack(s) {sorted(unknown)}; choose among {names}")
 
-    from scripts._server import start_server, stop_server
+    from engine.eval.serving import start_server, stop_server
 
     with tempfile.TemporaryDirectory() as tmp:
         ids = prepare(Path(tmp) / "index", args.items)

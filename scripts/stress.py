@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from engine import EmbeddingCache, Encoder, build_index, get_settings, load_catalog, open_encoder
-from scripts._server import start_server, stop_server
+from engine.eval.serving import start_server, stop_server
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEMO = PROJECT / "data" / "demo" / "catalog.jsonl"

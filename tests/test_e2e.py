@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from engine import EmbeddingCache, build_index
-from scripts._server import start_server, stop_server
+from engine.eval.serving import start_server, stop_server
 from tests.conftest import DEMO_CATALOG
 
 pytestmark = pytest.mark.model

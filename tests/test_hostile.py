@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.eval.serving import start_server, stop_server
 from scripts import hostile
-from scripts._server import start_server, stop_server
 
 pytestmark = pytest.mark.model
 

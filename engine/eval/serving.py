@@ -1,4 +1,4 @@
-"""Running the service as a real process on loopback, for the benchmark, stress and hostile scripts and the
+"""Running the service as a real process on loopback: for the benchmark, stress and hostile scripts and the
 end-to-end tests (not part of the installed package)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
