@@ -15,7 +15,7 @@ from engine.encode.models import ModelNotPreparedError, check_prepared, prepare_
 from engine.index.adaptation import CatalogAdaptation
 from engine.index.build import BuildReport, build_index
 from engine.index.calibrate import LanguageCalibration
-from engine.index.pipeline import BuildOptions
+from engine.index.options import BuildOptions
 from engine.index.store import Build, BuildManifest, resolve_build
 from engine.index.vectors import IndexLoadError, VectorIndex
 from engine.rank.query import InvalidQueryError, RelatedQuery

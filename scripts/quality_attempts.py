@@ -23,7 +23,7 @@ from engine.catalog.text import publication_text
 from engine.encode.adapter import AdapterConfig, apply_adapter, center, language_means, load_adapter, train_adapter
 from engine.encode.embed import Encoder, encode_cached
 from engine.eval.baselines import bm25_ranker
-from engine.eval.evaluate import EngineRanker, Ranker, evaluate_system
+from engine.eval.evaluate import EngineRanker, Exclusions, Ranker, evaluate_system
 from engine.eval.experiments.fusion import FusionRanker, collapse_near_duplicates
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -46,8 +46,8 @@ class CollapseRanker:
     def __init__(self, inner: EngineRanker, threshold: float) -> None:
         self.inner, self.threshold, self.name = inner, threshold, f"{inner.name}+collapse"
 
-    def rank(self, query_id: str, k: int, **kwargs: object) -> list[str]:
-        ids = self.inner.rank(query_id, 3 * k, **kwargs)
+    def rank(self, query_id: str, k: int, exclusions: Exclusions) -> list[str]:
+        ids = self.inner.rank(query_id, 3 * k, exclusions)
         if not ids:
             return []
         vectors = np.stack([self.inner.recommender.index.vector(i) for i in ids])

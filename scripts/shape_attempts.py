@@ -22,7 +22,7 @@ from engine import EmbeddingCache, Encoder, Recommender, get_settings, open_enco
 from engine.catalog.text import publication_text
 from engine.encode.embed import encode_cached
 from engine.eval.baselines import ScoreRanker, bm25_ranker
-from engine.eval.evaluate import EngineRanker, Ranker, evaluate_system
+from engine.eval.evaluate import EngineRanker, Exclusions, Ranker, evaluate_system
 from engine.eval.experiments.scores import (
     Catalog,
     all_but_the_top,
@@ -40,7 +40,7 @@ from engine.eval.experiments.scores import (
 )
 from engine.eval.metrics import judgments_for, ndcg_at_k, precision_at_k
 from engine.eval.shapes import SHARED_DATA, MissingSharedDataError, Shape, standard_shapes
-from engine.index.pipeline import BuildOptions
+from engine.index.options import BuildOptions
 from engine.index.store import Build
 from engine.settings import PROJECT_ROOT
 
@@ -240,7 +240,7 @@ def paired_bootstrap(
     include = shape.relevance == "group"
     differences = []
     for q in queries:
-        a, b = (r.rank(q, 10, include_translations=include) for r in (first, second))
+        a, b = (r.rank(q, 10, Exclusions(include_translations=include)) for r in (first, second))
         differences.append(
             (
                 ndcg_at_k(a, qrels[q], 10) - ndcg_at_k(b, qrels[q], 10),

@@ -152,7 +152,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         request.app.state.limits.check("heavy", client_address(request))
         page = await request.app.state.work.run(
             partial(
-                recommender.browse,
+                recommender.browser.page,
                 query=params.query,
                 languages=params.language,
                 types=params.type,

@@ -53,16 +53,3 @@ class CatalogBrowser:
         ]
         limit = max(0, min(limit, MAX_LIMIT))
         return BrowsePage(total=len(matches), items=matches[offset : offset + limit])
-
-
-def browse(
-    publications: Iterable[Publication],
-    *,
-    query: str | None = None,
-    languages: Sequence[str] = (),
-    types: Sequence[str] = (),
-    limit: int = 20,
-    offset: int = 0,
-) -> BrowsePage:
-    """One page of :meth:`CatalogBrowser.page` over ``publications`` (builds the browser each call)."""
-    return CatalogBrowser(publications).page(query=query, languages=languages, types=types, limit=limit, offset=offset)

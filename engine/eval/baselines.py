@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from engine.catalog.lexical import STEMMER_OF, normalise_arabic, stemmer, stopwords
 from engine.catalog.records import Publication
 from engine.catalog.text import publication_text
+from engine.eval.evaluate import Exclusions
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -49,26 +50,18 @@ class ScoreRanker:
         """The scores of every catalog item for the item at ``row`` (a fresh array)."""
         return np.array(self._scores(row), dtype=np.float64)
 
-    def rank(
-        self,
-        query_id: str,
-        k: int,
-        *,
-        include_translations: bool,
-        languages: Collection[str] | None = None,
-        exclude_languages: Collection[str] | None = None,
-    ) -> list[str]:
+    def rank(self, query_id: str, k: int, exclusions: Exclusions) -> list[str]:
         """The ``k`` best-scoring items that pass the exclusions."""
         row = self._row[query_id]
         scores = self.scores(row)
         blocked = np.zeros(len(scores), dtype=bool)
         blocked[row] = True
-        if not include_translations:
+        if not exclusions.include_translations:
             blocked |= self._groups == self._groups[row]
-        if languages:
-            blocked |= ~np.isin(self._languages, list(languages))
-        if exclude_languages:
-            blocked |= np.isin(self._languages, list(exclude_languages))
+        if exclusions.languages:
+            blocked |= ~np.isin(self._languages, list(exclusions.languages))
+        if exclusions.exclude_languages:
+            blocked |= np.isin(self._languages, list(exclusions.exclude_languages))
         scores[blocked] = -np.inf
         order = np.argsort(-scores, kind="stable")[:k]
         return [self.publications[i].id for i in order if np.isfinite(scores[i])]

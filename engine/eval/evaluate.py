@@ -16,20 +16,21 @@ from engine.eval.metrics import Qrels, Run, evaluate_run, judgments_for, restric
 from engine.rank.recommend import Recommender
 
 
+@dataclass(frozen=True, slots=True)
+class Exclusions:
+    """What a ranker leaves out of a list besides the query itself."""
+
+    include_translations: bool = False  # keep the query's own other language versions
+    languages: Collection[str] | None = None  # keep only these languages
+    exclude_languages: Collection[str] | None = None
+
+
 class Ranker(Protocol):
     """Anything that ranks catalog items for a catalog item."""
 
     name: str
 
-    def rank(
-        self,
-        query_id: str,
-        k: int,
-        *,
-        include_translations: bool,
-        languages: Collection[str] | None = None,
-        exclude_languages: Collection[str] | None = None,
-    ) -> list[str]:
+    def rank(self, query_id: str, k: int, exclusions: Exclusions) -> list[str]:
         """Ids of the best ``k`` items for ``query_id`` (never the query itself)."""
         ...
 
@@ -42,21 +43,13 @@ class EngineRanker:
         self.name = name
         self.options = options
 
-    def rank(
-        self,
-        query_id: str,
-        k: int,
-        *,
-        include_translations: bool,
-        languages: Collection[str] | None = None,
-        exclude_languages: Collection[str] | None = None,
-    ) -> list[str]:
+    def rank(self, query_id: str, k: int, exclusions: Exclusions) -> list[str]:
         items = self.recommender.related(
             query_id,
             k,
-            include_translations=include_translations,
-            languages=languages,
-            exclude_languages=exclude_languages,
+            include_translations=exclusions.include_translations,
+            languages=exclusions.languages,
+            exclude_languages=exclusions.exclude_languages,
             **self.options,
         )
         return [item.id for item in items]
@@ -90,9 +83,7 @@ def make_run(
     for query in queries:
         exclude = [language_of[query]] if cross_lingual and language_of[query] else None
         languages = [only_language] if only_language else None
-        run[query] = ranker.rank(
-            query, k, include_translations=include_translations, languages=languages, exclude_languages=exclude
-        )
+        run[query] = ranker.rank(query, k, Exclusions(include_translations, languages, exclude))
     return run
 
 

@@ -21,7 +21,7 @@ from engine.catalog.text import publication_text
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached
 from engine.eval.baselines import bm25_ranker, random_ranker, recency_ranker
 from engine.eval.evaluate import EngineRanker, Ranker, evaluate_system
-from engine.index.pipeline import BuildOptions
+from engine.index.options import BuildOptions
 from engine.index.store import Build
 from engine.rank.recommend import Recommender
 from engine.settings import PROJECT_ROOT

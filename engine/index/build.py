@@ -11,7 +11,7 @@ from pathlib import Path
 from engine.catalog.records import CatalogError, catalog_hash, load_catalog
 from engine.catalog.text import publication_text
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached
-from engine.index.pipeline import BuildOptions
+from engine.index.options import BuildOptions
 from engine.index.store import Build
 
 
@@ -56,7 +56,7 @@ def build_index(
     """Build an index of the catalogs into a new build folder of ``index_dir`` and make it current.
 
     Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written.
-    ``options`` (engine/index/pipeline.py): catalog adaptation, per-language calibration, neighbour lists, storage.
+    ``options`` (engine/index/options.py): catalog adaptation, per-language calibration, neighbour lists, storage.
     When the current build already holds the same catalog, model and options (and passes its checksums),
     nothing is written unless ``force``: the report says ``up_to_date``.
     """

@@ -25,8 +25,9 @@ from engine.encode.models import sha256_file
 from engine.index.adaptation import CatalogAdaptation
 from engine.index.calibrate import LanguageCalibration
 from engine.index.neighbours import DEFAULT_SIZE, NeighbourLists
-from engine.index.pipeline import BuildOptions, derive
+from engine.index.options import BuildOptions
 from engine.index.vectors import IndexLoadError, VectorIndex
+from engine.settings import available_cores
 
 FORMAT_VERSION = 2
 CURRENT = "current"
@@ -40,6 +41,8 @@ CHUNKS_FILE = "embeddings.npz"
 ADAPTATION_FILE = "adaptation.npz"
 CALIBRATION_FILE = "calibration.npz"
 NEIGHBOURS_FILE = "neighbours.npz"
+# Share of removed items an HNSW graph may hold (each search asks for that many more) before a write rebuilds it.
+_MAX_TOMBSTONES = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,21 +120,61 @@ class Build:
         changed: Sequence[str] = (),
         show_progress: bool = False,
     ) -> Build:
-        """Adapt, index, calibrate and list ``publications`` (see :func:`engine.index.pipeline.derive`): the one
-        sequence full builds, catalog writes and in-memory evaluation share."""
-        parts = derive(
-            publications,
-            chunks,
-            model,
-            options,
-            adaptation=adaptation,
-            base=base,
-            changed=changed,
-            show_progress=show_progress,
-        )
-        return cls(
-            list(publications), parts.index, options, chunks, parts.adaptation, parts.calibration, parts.neighbours
-        )
+        """Adapt, index, calibrate and list ``publications`` (in the order of ``chunks``' documents): the one
+        sequence that full builds (engine/index/build.py), catalog writes (engine/runtime/writes.py) and in-memory
+        evaluation (``Recommender.from_publications``) share, so an answer does not depend on which made it.
+
+        ``adaptation`` is an already fitted one (a write's incremental update); ``base`` an index holding the
+        previous vectors, of which only ``changed`` ids (and ids no longer in the catalog) are replaced, so a
+        write does not rebuild a large HNSW graph.
+        """
+
+        publications = list(publications)
+        if chunks.documents != len(publications):
+            raise ValueError(f"{chunks.documents} documents of chunk vectors for {len(publications)} publications")
+        threads = available_cores()
+        ids = [p.id for p in publications]
+        if options.adapt:
+            if adaptation is None:
+                adaptation = CatalogAdaptation.fit(
+                    chunks, k=options.smoothing_neighbours, threads=threads, show_progress=show_progress
+                )
+            vectors = adaptation.document_vectors(chunks)
+        else:
+            adaptation, vectors = None, chunks.pooled()
+        index = None
+        if base is not None:
+            index = base.copy()
+            present = set(ids)
+            index.remove([key for key in index.ids if key not in present])
+            row = {key: i for i, key in enumerate(ids)}
+            replaced = [key for key in dict.fromkeys(changed) if key in row]
+            index.add(replaced, vectors[[row[key] for key in replaced]])
+            if index.tombstones > _MAX_TOMBSTONES * len(ids):
+                index = None  # searches skip tombstones by asking FAISS for more: past a point, build afresh
+        if index is None:
+            index = VectorIndex(chunks.vectors.shape[1], model, storage=options.storage).build(ids, vectors)
+        if options.storage != "float32":
+            # Calibrate and rank the lists on what searches will see: the stored, rounded vectors.
+            vectors = index.vectors(ids)
+        calibration = None
+        if options.calibrate:
+            calibration = LanguageCalibration.fit(
+                vectors, [p.language for p in publications], [p.group for p in publications]
+            )
+        neighbours = None
+        if options.neighbours > 0:
+            neighbours = NeighbourLists.compute(
+                index,
+                ids,
+                vectors,
+                [p.language for p in publications],
+                calibration,
+                size=options.neighbours,
+                threads=threads,
+                show_progress=show_progress,
+            )
+        return cls(publications, index, options, chunks, adaptation, calibration, neighbours)
 
     @property
     def build_id(self) -> str:

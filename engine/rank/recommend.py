@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from engine.catalog.browse import BrowsePage, CatalogBrowser
+from engine.catalog.browse import CatalogBrowser
 from engine.catalog.records import Publication
 from engine.catalog.text import publication_text
 from engine.encode.chunks import ChunkVectors, normalize
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached, encode_chunks
 from engine.index.adaptation import centre
+from engine.index.options import BuildOptions
 from engine.index.overrides import Overrides
-from engine.index.pipeline import BuildOptions
 from engine.index.store import Build
 from engine.index.vectors import IndexLoadError
 from engine.rank.candidates import Candidate, CandidateSearch, Key
@@ -131,22 +131,11 @@ class Recommender:
 
     @property
     def browser(self) -> CatalogBrowser:
-        """Browsing over this catalog (built on first use; a race at worst builds it twice)."""
+        """Browsing over this catalog: title search and filters, newest first (built on first use, or by
+        :meth:`warm`; a race at worst builds it twice)."""
         if self._browser is None:
             self._browser = CatalogBrowser(self.publications.values())
         return self._browser
-
-    def browse(
-        self,
-        *,
-        query: str | None = None,
-        languages: Sequence[str] = (),
-        types: Sequence[str] = (),
-        limit: int = 20,
-        offset: int = 0,
-    ) -> BrowsePage:
-        """One page of the catalog, newest first, optionally searched by title (see :class:`CatalogBrowser`)."""
-        return self.browser.page(query=query, languages=languages, types=types, limit=limit, offset=offset)
 
     def get(self, publication_id: str) -> Publication:
         """The publication with this id, or :class:`UnknownPublicationError`."""

@@ -3,11 +3,11 @@ collapse. Kept for scripts/quality_attempts.py, which re-measures every attempt;
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from engine.eval.evaluate import Ranker
+from engine.eval.evaluate import Exclusions, Ranker
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[str]:
@@ -37,23 +37,6 @@ class FusionRanker:
         self.depth = depth
         self.k = k
 
-    def rank(
-        self,
-        query_id: str,
-        k: int,
-        *,
-        include_translations: bool,
-        languages: Collection[str] | None = None,
-        exclude_languages: Collection[str] | None = None,
-    ) -> list[str]:
-        lists = [
-            r.rank(
-                query_id,
-                max(k, self.depth),
-                include_translations=include_translations,
-                languages=languages,
-                exclude_languages=exclude_languages,
-            )
-            for r in self.rankers
-        ]
+    def rank(self, query_id: str, k: int, exclusions: Exclusions) -> list[str]:
+        lists = [r.rank(query_id, max(k, self.depth), exclusions) for r in self.rankers]
         return reciprocal_rank_fusion(lists, self.k)[:k]

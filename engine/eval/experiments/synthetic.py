@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.catalog.records import Publication
 from engine.encode.chunks import ChunkVectors
-from engine.index.pipeline import BuildOptions
+from engine.index.options import BuildOptions
 from engine.index.store import Build
 
 
