@@ -110,10 +110,9 @@ def bench_indexing(encoder, quick: bool, repeats: int = 5) -> dict:
 
 def clear_token_cache(encoder) -> None:
     """Forget remembered tokenizations, so each measurement tokenizes from scratch as a first build does."""
-    model = getattr(encoder, "_model", None)
-    cached = getattr(model[0], "_cached_ids", None) if model is not None else None
-    if cached is not None:
-        cached.cache_clear()
+    forget = getattr(encoder, "forget_tokenizations", None)
+    if forget is not None:
+        forget()
 
 
 def bench_incremental(encoder, quick: bool) -> dict:
@@ -254,7 +253,8 @@ def bench_scale(sizes: list[int], storages: list[str], queries: int = 200) -> di
             row.update(
                 {
                     "lists_s": lists_seconds,
-                    "lists_memory_mb": (lists.rows.nbytes + lists.similarities.nbytes + lists.keys.nbytes) / 2**20,
+                    "lists_memory_mb": (lists.positions.nbytes + lists.similarities.nbytes + lists.calibrated.nbytes)
+                    / 2**20,
                     **latency("lists", listed, [ids[i] for i in sample]),
                 }
             )

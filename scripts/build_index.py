@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         storage=args.storage,
     )
 
-    cache = None if args.no_cache else EmbeddingCache(args.cache_dir / "embeddings.sqlite")
+    cache = None if args.no_cache else EmbeddingCache.in_folder(args.cache_dir)
     try:
         encoder = open_encoder(settings)
         report = build_index(

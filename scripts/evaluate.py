@@ -51,7 +51,7 @@ def _recommender(args: argparse.Namespace) -> Recommender:
         publications = [p for p in publications if p.metadata.get("split") == args.split]
         if not publications:
             raise SystemExit(f"error: no item of {args.catalog} has split {args.split!r}")
-    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    cache = EmbeddingCache.in_folder(settings.cache_dir)
     return Recommender.from_publications(publications, open_encoder(settings), cache=cache)
 
 
@@ -63,7 +63,7 @@ def _shapes(args: argparse.Namespace) -> int:
         return 2
     settings = get_settings()
     encoder = open_encoder(settings)
-    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    cache = EmbeddingCache.in_folder(settings.cache_dir)
     started = time.perf_counter()
     rows = []
     for shape in tqdm(shapes, desc="shapes", unit="shape"):

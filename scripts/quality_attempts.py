@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {shared} does not hold the shared evaluation data", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    cache = EmbeddingCache.in_folder(settings.cache_dir)
     base_encoder = open_encoder(settings.model_copy(update={"model": "use-multilingual-v3"}))
     tuned_encoder = open_encoder(settings.model_copy(update={"model": "use-multilingual-v3-tuned"}))
     sib = load_catalog(shared / "sib200-dev" / "catalog.jsonl").publications

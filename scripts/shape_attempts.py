@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     encoder = open_encoder(settings)
-    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    cache = EmbeddingCache.in_folder(settings.cache_dir)
     prepared = {shape.name: prepare(shape, encoder, cache) for shape in shapes}
     rows = []
     chosen = [a for a in attempts(encoder) if not args.only or args.only in a[0]]

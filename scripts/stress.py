@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_urlsafe(16)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+        cache = EmbeddingCache.in_folder(settings.cache_dir)
         build_index([DEMO], folder / "index", encoder, cache=cache)
         publications = load_catalog(DEMO).publications
         smaller = folder / "smaller.jsonl"  # the demo minus its last ten items: ids appear and disappear

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from engine import EmbeddingCache, get_settings, load_catalog, open_encoder
 from engine.catalog.text import publication_text
 from engine.encode.adapter import AdapterConfig, save_adapter, train_adapter
 from engine.encode.embed import encode_cached
-from engine.encode.models import read_manifest
+from engine.encode.models import read_manifest, write_tuned_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     encoder = open_encoder(settings.model_copy(update={"model": args.base, "models_dir": args.models_dir}))
-    cache = EmbeddingCache(settings.cache_dir / "embeddings.sqlite")
+    cache = EmbeddingCache.in_folder(settings.cache_dir)
     texts = [publication_text(p) for p in publications]
     chunks, _ = encode_cached(encoder, texts, cache, languages=[p.language for p in publications])
     vectors = chunks.pooled()
@@ -55,23 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         "config": dataclasses.asdict(config),
     }
     save_adapter(folder, weight, means, info)
-    manifest = {
-        **{k: v for k, v in base.raw.items() if k not in ("name", "prepare", "notes")},
-        "name": args.name,
-        "description": f"{base.raw.get('description', args.base)}, plus per-language centring and a linear "
-        "topic adapter trained with a supervised contrastive loss",
-        "base_model": args.base,
-        "licence": f"{base.licence} for the encoder; the adapter and offsets are this project's, trained on "
-        "SIB-200 (topic labels Apache-2.0, FLORES-200 sentences CC BY-SA 4.0)",
-        "adapter": "adapter.safetensors",
-        "language_offsets": "language_offsets.json",
-        "trained_on": f"{len(publications)} items of {args.catalog.parent.name}/{args.catalog.name} with "
-        f"split={args.split} (translation pairs and same-topic pairs); never the dev split",
-        "training_command": "python scripts/train_adapter.py --catalog ../shared/data/sib200-dev/catalog.jsonl",
-        "prepare": f"python scripts/prepare_model.py --model {args.name}",
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    shutil.rmtree(folder / "sentence-transformer", ignore_errors=True)  # stale once the adapter changed
+    trained_on = (
+        f"{len(publications)} items of {args.catalog.parent.name}/{args.catalog.name} with split={args.split} "
+        "(translation pairs and same-topic pairs); never the dev split"
+    )
+    write_tuned_manifest(args.models_dir, args.name, base, trained_on)
     print(f"trained {args.name} on {len(publications)} items in {time.perf_counter() - started:.1f}s -> {folder}")
     return 0
 

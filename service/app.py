@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.holder is None:
             encoder = await run_in_threadpool(open_encoder, active) if active.load_model else None
-            cache = EmbeddingCache(active.cache_dir / "embeddings.sqlite") if encoder is not None else None
+            cache = EmbeddingCache.in_folder(active.cache_dir) if encoder is not None else None
             app.state.holder = EngineHolder(active.index_dir, expected_model_name(active), encoder, cache)
             await run_in_threadpool(app.state.holder.try_load)
         if active.watch:

@@ -94,9 +94,9 @@ def test_lists_answer_exactly_like_a_live_search(n: int, kind: str, calibrate: b
     for query in QUERIES:
         assert_same_answers(listed, live, sample, query)
     # The stored keys are the ranking keys: each list is sorted by them, best first.
-    assert np.all(np.diff(lists.keys, axis=1) <= 1e-6)
+    assert np.all(np.diff(lists.calibrated, axis=1) <= 1e-6)
     if not calibrate:
-        np.testing.assert_allclose(lists.keys, lists.similarities, atol=1e-6)
+        np.testing.assert_allclose(lists.calibrated, lists.similarities, atol=1e-6)
 
 
 @pytest.mark.parametrize("storage", ["float32", "float16"])

@@ -59,6 +59,12 @@ class SentenceTransformerEncoder:
         """Tokens the model sees for ``text`` (special tokens included)."""
         return int(self._count(text))
 
+    def forget_tokenizations(self) -> None:
+        """Drop remembered tokenizations, where the model's first module keeps any."""
+        forget = getattr(self._model[0], "forget_tokenizations", None)
+        if forget is not None:
+            forget()
+
     def encode(
         self, texts: Sequence[str], *, languages: Sequence[str | None] | None = None, show_progress: bool = False
     ) -> np.ndarray:
@@ -130,6 +136,13 @@ def text_key(text: str, language: str | None = None) -> str:
 
 class EmbeddingCache:
     """Chunk vectors of documents in SQLite, keyed by (model name, text hash). Raw float32 bytes, no pickle."""
+
+    FILE = "embeddings.sqlite"
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> EmbeddingCache:
+        """The cache file of a cache folder (``RCE_CACHE_DIR``)."""
+        return cls(Path(folder) / cls.FILE)
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

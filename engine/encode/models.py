@@ -60,6 +60,28 @@ class ModelManifest:
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
+def write_tuned_manifest(models_dir: Path, name: str, base: ModelManifest, trained_on: str) -> None:
+    """The manifest of a model made of ``base`` plus a trained topic adapter (scripts/train_adapter.py); the
+    folder's prepared model is dropped, stale once the adapter changed."""
+    folder = Path(models_dir) / name
+    manifest = {
+        **{k: v for k, v in base.raw.items() if k not in ("name", "prepare", "notes")},
+        "name": name,
+        "description": f"{base.raw.get('description', base.name)}, plus per-language centring and a linear "
+        "topic adapter trained with a supervised contrastive loss",
+        "base_model": base.name,
+        "licence": f"{base.licence} for the encoder; the adapter and offsets are this project's, trained on "
+        "SIB-200 (topic labels Apache-2.0, FLORES-200 sentences CC BY-SA 4.0)",
+        "adapter": "adapter.safetensors",
+        "language_offsets": "language_offsets.json",
+        "trained_on": trained_on,
+        "training_command": "python scripts/train_adapter.py --catalog ../shared/data/sib200-dev/catalog.jsonl",
+        "prepare": f"python scripts/prepare_model.py --model {name}",
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    shutil.rmtree(folder / "sentence-transformer", ignore_errors=True)
+
+
 def read_manifest(models_dir: Path, name: str) -> ModelManifest:
     """Read and check ``models_dir/name/manifest.json``; ``name`` must be a plain folder name."""
     if not _MODEL_NAME.match(name) or ".." in name:

@@ -32,30 +32,31 @@ _EXACT_LIMIT = 20_000
 
 
 class NeighbourLists:
-    """For every item of a build, its ``size`` best other items (ids, cosines and ranking keys)."""
+    """For every item of a build, its ``size`` best other items: their positions in :attr:`ids`, cosines and
+    calibrated cosines (the ranking key)."""
 
     def __init__(
         self,
         ids: Sequence[str],
-        rows: np.ndarray,
+        positions: np.ndarray,
         similarities: np.ndarray,
-        keys: np.ndarray,
+        calibrated: np.ndarray,
         requested_size: int = DEFAULT_SIZE,
     ) -> None:
-        if not (len(ids) == len(rows) == len(similarities) == len(keys)):
-            raise ValueError(f"neighbour lists of {len(ids)} ids need as many rows, got {len(rows)}")
+        if not (len(ids) == len(positions) == len(similarities) == len(calibrated)):
+            raise ValueError(f"neighbour lists of {len(ids)} ids need as many lists, got {len(positions)}")
         self.ids = list(ids)
         # The length asked for: lists are shorter in small catalogs, and a later write asks for this again.
         self.requested_size = requested_size
         self._position = {key: i for i, key in enumerate(self.ids)}
-        self.rows = rows
+        self.positions = positions
         self.similarities = similarities
-        self.keys = keys
+        self.calibrated = calibrated
 
     @property
     def size(self) -> int:
         """Entries per list (the lists are shorter only when the catalog is)."""
-        return int(self.rows.shape[1])
+        return int(self.positions.shape[1])
 
     @property
     def complete(self) -> bool:
@@ -66,17 +67,17 @@ class NeighbourLists:
         return len(self.ids)
 
     def of(self, key: str) -> tuple[list[int], list[float], list[float]] | None:
-        """The list of ``key``, best first: (positions in :attr:`ids`, cosines, ranking keys); ``None`` for an
+        """The list of ``key``, best first: (positions in :attr:`ids`, cosines, calibrated cosines); ``None`` for an
         unknown id. Positions, not ids, so a caller that stops early converts only what it reads."""
         position = self._position.get(key)
         if position is None:
             return None
-        rows = self.rows[position]
-        count = int(np.count_nonzero(rows >= 0))
+        listed = self.positions[position]
+        count = int(np.count_nonzero(listed >= 0))
         return (
-            rows[:count].tolist(),
+            listed[:count].tolist(),
             self.similarities[position, :count].tolist(),
-            self.keys[position, :count].tolist(),
+            self.calibrated[position, :count].tolist(),
         )
 
     @classmethod
@@ -103,9 +104,9 @@ class NeighbourLists:
         size = max(0, min(size, n - 1))
         columns = np.array([calibration.column_of(lang) for lang in languages] if calibration else [0] * n)
         present = np.unique(columns)
-        rows = np.full((n, size), -1, dtype=np.int32)
+        positions_of = np.full((n, size), -1, dtype=np.int32)
         similarities = np.zeros((n, size), dtype=np.float32)
-        keys = np.zeros((n, size), dtype=np.float32)
+        calibrated_of = np.zeros((n, size), dtype=np.float32)
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         exact = index.kind == "flat" and len(index) == n and n <= _EXACT_LIMIT
         table = None if exact else _position_table(index, ids)
@@ -148,21 +149,22 @@ class NeighbourLists:
                 for i in np.flatnonzero(done):
                     target, kept = pending[i], np.isfinite(best[i])
                     count = int(kept.sum())
-                    rows[target, :count] = positions[i, order[i]][kept]
+                    positions_of[target, :count] = positions[i, order[i]][kept]
                     similarities[target, :count] = found[i, order[i]][kept]
-                    keys[target, :count] = best[i][kept]
+                    calibrated_of[target, :count] = best[i][kept]
                 pending = pending[~done]
                 fetch = min(n, fetch * _WIDEN)
-        return cls(ids, rows, similarities, keys, requested_size)
+        return cls(ids, positions_of, similarities, calibrated_of, requested_size)
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (``.npz``, plain arrays, no pickle)."""
         np.savez(
             path,
             ids=np.array(self.ids, dtype=np.str_),
-            rows=self.rows,
+            # The file's field names (rows, keys) are those of format 2 builds.
+            rows=self.positions,
             similarities=self.similarities,
-            keys=self.keys,
+            keys=self.calibrated,
             requested_size=np.array(self.requested_size),
         )
 

@@ -1,7 +1,7 @@
 """The vector index: FAISS ``IndexIDMap2`` over inner product on unit vectors, behind a narrow API.
 
 String publication ids map to int64 FAISS ids; ``build``/``add``/``remove``/``search``/``save``/``load``
-is the whole interface. A ``manifest.json`` beside the FAISS file records what built it.
+is the whole interface; the build that holds an index records what made it (engine/index/store.py).
 
 The FAISS index is exact (``IndexFlatIP``) up to ``HNSW_THRESHOLD`` vectors and an HNSW graph beyond,
 where an exact scan no longer answers in about a millisecond (docs/performance.md has the figures and
@@ -40,7 +40,8 @@ def _as_matrix(vectors: np.ndarray, dimension: int) -> np.ndarray:
 
 
 class VectorIndex:
-    """Exact cosine search over unit vectors, addressed by string ids."""
+    """Cosine search over unit vectors, addressed by string ids: exact up to ``HNSW_THRESHOLD`` vectors, an
+    (approximate) HNSW graph beyond, unless ``kind`` chooses."""
 
     def __init__(self, dimension: int, model: str, kind: IndexKind = "auto", storage: str = "float32") -> None:
         if dimension < 1:
@@ -55,8 +56,8 @@ class VectorIndex:
         # float16 halves the memory of the vectors; cosines then carry about 3 significant digits.
         self.storage = storage
         self._index = self._new_faiss("hnsw" if kind == "hnsw" else "flat")
-        self._key_of: dict[int, str] = {}
-        self._row_of: dict[str, int] = {}
+        self._id_of: dict[int, str] = {}
+        self._number_of: dict[str, int] = {}
         self._next = 0
 
     def _new_faiss(self, kind: str) -> faiss.Index:
@@ -80,20 +81,20 @@ class VectorIndex:
         return "hnsw" if isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW) else "flat"
 
     def __len__(self) -> int:
-        return len(self._row_of)
+        return len(self._number_of)
 
     @property
     def tombstones(self) -> int:
         """Removed items an HNSW graph still holds (searches skip them; 0 for a flat index)."""
         return int(self._index.ntotal) - len(self)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._row_of
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._number_of
 
     @property
     def ids(self) -> list[str]:
         """Ids in insertion order."""
-        return [self._key_of[i] for i in sorted(self._key_of)]
+        return [self._id_of[i] for i in sorted(self._id_of)]
 
     def build(self, ids: Sequence[str], vectors: np.ndarray) -> VectorIndex:
         """Replace the contents with ``ids`` and their vectors (``auto`` picks flat or HNSW by size)."""
@@ -101,8 +102,8 @@ class VectorIndex:
         if kind == "auto":
             kind = "hnsw" if len(ids) >= HNSW_THRESHOLD else "flat"
         self._index = self._new_faiss(kind)
-        self._key_of.clear()
-        self._row_of.clear()
+        self._id_of.clear()
+        self._number_of.clear()
         self._next = 0
         self.add(ids, vectors)
         return self
@@ -114,22 +115,22 @@ class VectorIndex:
             raise ValueError(f"{len(ids)} ids for {len(matrix)} vectors")
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate ids in one add() call")
-        self.remove([key for key in ids if key in self._row_of])
+        self.remove([item_id for item_id in ids if item_id in self._number_of])
         numbers = np.arange(self._next, self._next + len(ids), dtype=np.int64)
         self._next += len(ids)
         self._index.add_with_ids(matrix, numbers)
-        for number, key in zip(numbers.tolist(), ids, strict=True):
-            self._key_of[number] = key
-            self._row_of[key] = number
+        for number, item_id in zip(numbers.tolist(), ids, strict=True):
+            self._id_of[number] = item_id
+            self._number_of[item_id] = number
 
     def remove(self, ids: Sequence[str]) -> int:
         """Remove ids that are present; returns how many were removed."""
-        numbers = [self._row_of.pop(key) for key in ids if key in self._row_of]
+        numbers = [self._number_of.pop(item_id) for item_id in ids if item_id in self._number_of]
         if numbers:
             if self.kind == "flat":
                 self._index.remove_ids(np.asarray(numbers, dtype=np.int64))
             for number in numbers:
-                del self._key_of[number]  # in an HNSW graph the vector stays, as a tombstone
+                del self._id_of[number]  # in an HNSW graph the vector stays, as a tombstone
         return len(numbers)
 
     def copy(self) -> VectorIndex:
@@ -138,29 +139,29 @@ class VectorIndex:
         clone._index = faiss.clone_index(self._index)
         if self.kind == "hnsw":
             faiss.downcast_index(clone._index.index).hnsw.efSearch = HNSW_EF_SEARCH
-        clone._key_of = dict(self._key_of)
-        clone._row_of = dict(self._row_of)
+        clone._id_of = dict(self._id_of)
+        clone._number_of = dict(self._number_of)
         clone._next = self._next
         return clone
 
-    def vectors(self, keys: Sequence[str]) -> np.ndarray:
-        """The stored vectors of ``keys``, as one matrix."""
-        out = np.empty((len(keys), self.dimension), dtype=np.float32)
-        for row, key in enumerate(keys):
-            out[row] = self._index.reconstruct(self._row_of[key])
+    def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of ``item_ids``, as one matrix."""
+        out = np.empty((len(item_ids), self.dimension), dtype=np.float32)
+        for position, item_id in enumerate(item_ids):
+            out[position] = self._index.reconstruct(self._number_of[item_id])
         return out
 
-    def vector(self, key: str) -> np.ndarray:
-        """The stored vector of ``key`` (KeyError if absent)."""
-        return self._index.reconstruct(self._row_of[key])
+    def vector(self, item_id: str) -> np.ndarray:
+        """The stored vector of ``item_id`` (KeyError if absent)."""
+        return self._index.reconstruct(self._number_of[item_id])
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` nearest ids for each query row, best first, as ``(id, cosine)`` pairs."""
         scores, numbers = self.search_numbers(queries, k)
         results = []
         for row_scores, row_numbers in zip(scores.tolist(), numbers.tolist(), strict=True):
-            # FAISS pads with -1 when it finds fewer than k; tombstones have no key any more.
-            hits = [(self._key_of[n], s) for s, n in zip(row_scores, row_numbers, strict=True) if n in self._key_of]
+            # FAISS pads with -1 when it finds fewer than k; tombstones have no id any more.
+            hits = [(self._id_of[n], s) for s, n in zip(row_scores, row_numbers, strict=True) if n in self._id_of]
             results.append(hits[:k])
         return results
 
@@ -168,7 +169,7 @@ class VectorIndex:
         """The raw answer for batch jobs: cosines and internal numbers per query row, best first.
 
         Numbers are those of :meth:`numbers_of`; ``-1`` marks padding. Removed items of an HNSW graph
-        (tombstones) still appear, under numbers no live key has, so rows hold extra columns for them.
+        (tombstones) still appear, under numbers no live id has, so rows hold extra columns for them.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -186,9 +187,9 @@ class VectorIndex:
             faiss.omp_set_num_threads(1)
         return scores, numbers
 
-    def numbers_of(self, keys: Sequence[str]) -> np.ndarray:
-        """The internal numbers of ``keys`` (as in :meth:`search_numbers`)."""
-        return np.fromiter((self._row_of[key] for key in keys), dtype=np.int64, count=len(keys))
+    def numbers_of(self, item_ids: Sequence[str]) -> np.ndarray:
+        """The internal numbers of ``item_ids`` (as in :meth:`search_numbers`)."""
+        return np.fromiter((self._number_of[item_id] for item_id in item_ids), dtype=np.int64, count=len(item_ids))
 
     def stored_bytes(self) -> int:
         """Size of the FAISS structure (vectors, graph, id map) as written to disk: about its memory use."""
@@ -200,7 +201,7 @@ class VectorIndex:
     def save(self, index_path: Path, ids_path: Path) -> dict[str, Any]:
         """Write the FAISS file and the id map; return what a manifest records of the index."""
         faiss.write_index(self._index, str(index_path))
-        ids_path.write_text(json.dumps(sorted(self._key_of.items())), encoding="utf-8")
+        ids_path.write_text(json.dumps(sorted(self._id_of.items())), encoding="utf-8")
         return {
             "model": self.model,
             "dimension": self.dimension,
@@ -235,9 +236,9 @@ class VectorIndex:
         index._index = raw
         if index.kind == "hnsw":
             faiss.downcast_index(raw.index).hnsw.efSearch = HNSW_EF_SEARCH
-        index._key_of = {int(n): key for n, key in pairs}
-        index._row_of = {key: int(n) for n, key in pairs}
+        index._id_of = {int(n): item_id for n, item_id in pairs}
+        index._number_of = {item_id: int(n) for n, item_id in pairs}
         # Tombstones keep their numbers inside the FAISS file: new items must not reuse them.
         stored = faiss.vector_to_array(raw.id_map)
-        index._next = int(max(max(index._key_of, default=-1), stored.max(initial=-1))) + 1
+        index._next = int(max(max(index._id_of, default=-1), stored.max(initial=-1))) + 1
         return index

@@ -20,7 +20,8 @@ from engine.index.vectors import VectorIndex
 
 # Extra candidates fetched beyond what is needed before filtering; grown when filters remove many.
 _CANDIDATE_MARGIN = 20
-Key = Callable[[str | None, float], float]
+# The ranking key of an item: its cosine to the query, calibrated for its language.
+Calibrator = Callable[[str | None, float], float]
 
 
 @dataclass(slots=True)
@@ -51,7 +52,7 @@ class CandidateSearch:
         self.neighbours = neighbours
         self._languages = frozenset(p.language for p in publications.values())
 
-    def key(self, vector: np.ndarray) -> Key:
+    def calibrator(self, vector: np.ndarray) -> Calibrator:
         """The ranking key of an item of a language given its cosine to ``vector``: the per-language
         z-score, or the cosine without calibration. The statistics are computed on first use only, since
         answers from neighbour lists carry their keys."""
@@ -60,29 +61,29 @@ class CandidateSearch:
         calibration = self.calibration
         table: dict[str | None, tuple[float, float]] = {}
 
-        def key(language: str | None, similarity: float) -> float:
+        def calibrate(language: str | None, similarity: float) -> float:
             if not table:
                 table.update(calibration.scorer(vector))
             mean, std = table.get(language, table[None])
             return (similarity - mean) / std
 
-        return key
+        return calibrate
 
     def best(
         self,
         vector: np.ndarray,
         keep: Callable[[Publication], bool],
         n: int,
-        key: Key,
+        calibrate: Calibrator,
         source: str | None = None,
     ) -> list[Candidate]:
-        """The ``n`` best publications by ``key`` that pass ``keep``; ``source`` is the catalog item the
+        """The ``n`` best publications by ``calibrate`` that pass ``keep``; ``source`` is the catalog item the
         vector belongs to, if any (its neighbour list may answer)."""
         if source is not None and self.neighbours is not None:
             listed = self._from_list(source, keep, n)
             if listed is not None:
                 return listed
-        return self._search(vector, keep, n, key)
+        return self._search(vector, keep, n, calibrate)
 
     def _from_list(self, source: str, keep: Callable[[Publication], bool], n: int) -> list[Candidate] | None:
         entry = self.neighbours.of(source)
@@ -99,9 +100,11 @@ class CandidateSearch:
         # Fewer than n passed: the whole answer only if the list holds every other item.
         return kept if self.neighbours.complete else None
 
-    def _search(self, vector: np.ndarray, keep: Callable[[Publication], bool], n: int, key: Key) -> list[Candidate]:
+    def _search(
+        self, vector: np.ndarray, keep: Callable[[Publication], bool], n: int, calibrate: Calibrator
+    ) -> list[Candidate]:
         """The index returns items by cosine; the search widens until no unseen item can beat the n-th
-        best key: an unseen item has a cosine at most the last one returned, and ``key`` grows with the
+        best key: an unseen item has a cosine at most the last one returned, and ``calibrate`` grows with the
         cosine within each language, so the best it could reach is the key of that cosine in each language.
         """
         # Calibrated keys reorder across languages, so start wider: one search instead of two or three.
@@ -109,7 +112,7 @@ class CandidateSearch:
         while True:
             hits = self.index.search(vector, fetch)[0]
             kept = [
-                Candidate(self.publications[i], s, key(self.publications[i].language, s))
+                Candidate(self.publications[i], s, calibrate(self.publications[i].language, s))
                 for i, s in hits
                 if keep(self.publications[i])
             ]
@@ -117,7 +120,7 @@ class CandidateSearch:
             if fetch >= len(self.index) or not hits:
                 return kept[:n]
             floor = hits[-1][1]
-            best_unseen = max(key(language, floor) for language in self._languages)
+            best_unseen = max(calibrate(language, floor) for language in self._languages)
             if len(kept) >= n and kept[n - 1].calibrated >= best_unseen:
                 return kept[:n]
             fetch *= 4

@@ -23,7 +23,7 @@ from engine.index.options import BuildOptions
 from engine.index.overrides import Overrides
 from engine.index.store import Build
 from engine.index.vectors import IndexLoadError
-from engine.rank.candidates import Candidate, CandidateSearch, Key
+from engine.rank.candidates import Calibrator, Candidate, CandidateSearch
 from engine.rank.explain import terms_of
 from engine.rank.items import ItemBuilder, Seed, snippet
 from engine.rank.query import InvalidQueryError, RelatedQuery
@@ -263,7 +263,7 @@ class Recommender:
         # adapted vectors: the draft has no place in the build's chunk graph).
         centred = chunks.pooled(centre(chunks.vectors, self.build.adaptation.mean))[0]
         hits = self.index.search(centred, self.build.adaptation.k)[0] if self.build.adaptation.k else []
-        neighbours = self.index.vectors([key for key, _ in hits]) if hits else np.zeros((0, len(centred)))
+        neighbours = self.index.vectors([item_id for item_id, _ in hits]) if hits else np.zeros((0, len(centred)))
         return self.build.adaptation.smooth_query(centred, neighbours, np.array([score for _, score in hits]))
 
     # ----- ranking -----
@@ -271,7 +271,7 @@ class Recommender:
     def _rank(self, seed: Seed, query: RelatedQuery) -> RelatedResult:
         banned = self.overrides.banned
         same_only = query.language_policy == "same" and seed.language is not None
-        calibrated = self._search.key(seed.vector)
+        calibrate = self._search.calibrator(seed.vector)
 
         excluded, language = seed.excluded, seed.language
         # Runs for every candidate of every request: skip the filter checks when there are none.
@@ -294,9 +294,9 @@ class Recommender:
         def ranked_block(keep: Callable[[Publication], bool]) -> list[Candidate]:
             size = pool_size * _COLLAPSE_POOL_FACTOR if query.collapse_translations else pool_size
             unpinned = (lambda p: keep(p) and p.id not in pinned_ids) if pinned_ids else keep
-            pool = self._search.best(seed.vector, unpinned, size, calibrated, seed.source)
+            pool = self._search.best(seed.vector, unpinned, size, calibrate, seed.source)
             if query.collapse_translations:
-                pool = self._one_per_group(pool, shown_groups, seed, keep, calibrated)
+                pool = self._one_per_group(pool, shown_groups, seed, keep, calibrate)
             if not pool or query.diversity <= 0:
                 return pool[:need]
             # MMR mixes relevance with cosine redundancy: bring the calibrated scores to [0, 1] first.
@@ -317,7 +317,7 @@ class Recommender:
         pinned = []
         for p in pins:
             similarity = float(seed.vector @ self.index.vector(p.id))
-            pinned.append(Candidate(p, similarity, calibrated(p.language, similarity), pinned=True))
+            pinned.append(Candidate(p, similarity, calibrate(p.language, similarity), pinned=True))
         rows = [*pinned, *ranked]
         page = rows[query.offset : query.offset + query.k]
         items = [self._items.item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
@@ -329,7 +329,7 @@ class Recommender:
         shown: set[str],
         seed: Seed,
         keep: Callable[[Publication], bool],
-        calibrated: Key,
+        calibrate: Calibrator,
     ) -> list[Candidate]:
         """One entry per translation group, at the rank of its best version; shown in the reader's language
         (the query's) when the group has an allowed version in it. ``shown`` carries groups across blocks."""
@@ -345,7 +345,7 @@ class Recommender:
                         version = self.publications[member]
                         if version.language == seed.language and keep(version):
                             similarity = float(seed.vector @ self.index.vector(member))
-                            candidate = Candidate(version, similarity, calibrated(version.language, similarity))
+                            candidate = Candidate(version, similarity, calibrate(version.language, similarity))
                             break
             kept.append(candidate)
         return kept
