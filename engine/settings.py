@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         cores = available_cores()
         if value < 1:
             raise ValueError(f"threads must be >= 1, got {value}")
-        # More threads than cores made the encoder ~10x slower on our 2-core machines.
+        # More threads than cores made the encoder an order of magnitude slower (docs/performance.md).
         return min(value, cores)
 
 

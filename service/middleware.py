@@ -1,5 +1,5 @@
 """HTTP-only concerns as plain ASGI middleware (no per-request task or body copy, unlike Starlette's
-BaseHTTPMiddleware, which cost several milliseconds a request here).
+BaseHTTPMiddleware, which cost more than the related route itself: docs/performance.md).
 
 :class:`RequestGuardMiddleware` stands in front of everything: HEAD as GET without a body, the bearer token of
 write routes checked before their body is read, and bodies read from the stream up to the limit (chunked or

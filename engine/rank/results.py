@@ -24,10 +24,10 @@ class EncoderUnavailableError(RuntimeError):
     """A free-text query reached a recommender loaded without a model."""
 
 
-# The response types below are dataclasses with a __dict__ (no slots): orjson serialises those about four
-# times faster (a ten-item response: 22 -> 5 us). Translation and Explanation stay frozen, since
-# translation links are shared between responses; a RelatedItem is built fresh for each response, so it
-# is left mutable, which makes it three times cheaper to construct (10 a request).
+# The response types below are dataclasses with a __dict__ (no slots): orjson serialises those much faster
+# (docs/performance.md). Translation and Explanation stay frozen, since translation links are shared
+# between responses; a RelatedItem is built fresh for each response, so it is left mutable, which makes it
+# cheaper to construct.
 
 
 @dataclass(frozen=True)

@@ -128,11 +128,11 @@ class EngineHolder:
     def _swap_in(self, fresh: Recommender) -> None:
         """Put ``fresh`` in service (callers hold the lock)."""
         self._current = fresh  # one reference assignment: requests see the old or the new, never half
-        # A build of 100k items is ~600k objects that every full garbage collection would walk (0.2-0.6 s
-        # with the GIL held, several times while the per-item caches fill: p99 200 ms at 100k). Builds hold
-        # no reference cycles (tested), so they go to the permanent generation once loaded and are still
-        # freed by reference counting when replaced. One collection first, so no garbage of the loading
-        # (np.load leaves small cycles) is frozen with them.
+        # A large build is hundreds of thousands of objects that every full garbage collection would walk with
+        # the GIL held, again and again while the per-item caches fill (the tail latency it cost is in
+        # docs/performance.md). Builds hold no reference cycles (tested), so they go to the permanent
+        # generation once loaded and are still freed by reference counting when replaced. One collection
+        # first, so no garbage of the loading (np.load leaves small cycles) is frozen with them.
         gc.collect()
         gc.freeze()
         self.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

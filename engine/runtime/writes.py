@@ -30,11 +30,11 @@ from engine.settings import available_cores
 
 logger = logging.getLogger(__name__)
 MAX_WRITE_ITEMS = 100
-# Neighbour lists are recomputed for the whole catalog (calibration is refitted on every write), which
-# takes about 0.25 ms an item here: above this size a write's build goes without them (live search,
-# the same answers) until the next scripts/build_index.py run.
+# Neighbour lists are recomputed for the whole catalog (calibration is refitted on every write), a cost
+# that grows with it (docs/performance.md): above this size a write's build goes without them (live
+# search, the same answers) until the next scripts/build_index.py run.
 WRITE_NEIGHBOURS_LIMIT = 20_000
-# Up to this many chunks a write fits the catalog adaptation afresh (well under a second here), like a build.
+# Up to this many chunks a write fits the catalog adaptation afresh, like a build: a small fit costs little.
 REFIT_CHUNKS = 5_000
 
 
