@@ -2,7 +2,8 @@
 ``POST /related`` (drafts and examples).
 
 Their query parameters are declared once, in :class:`RelatedParams`, which turns them into the engine's query
-(:meth:`RelatedParams.to_query`, validated once, by the engine) and writes their OpenAPI entries. The GET
+(:meth:`RelatedParams.to_query`, validated once, by the engine) and writes their OpenAPI entries; both
+routes parse them with :func:`related_query`. The GET
 route reads its path, query and recommender from the request itself rather than through FastAPI's parameter
 and dependency layer, a measurable share of its cost (docs/performance.md); its parsed queries are
 remembered per query string. This router is included before the catalog routes, so the GET route is the
@@ -15,7 +16,7 @@ from functools import lru_cache, partial
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from engine import Recommender, RelatedQuery
 from engine.rank.recommend import RelatedResult
@@ -58,23 +59,29 @@ async def related(request: Request) -> Response:
     return related_response(publication_id, recommender, query, result)
 
 
+async def draft_query(request: Request) -> RelatedQuery:
+    """Dependency: the :class:`RelatedParams` of ``POST /related``, read like the GET route's (one parser, one
+    OpenAPI declaration for both)."""
+    return related_query(request.scope["query_string"])
+
+
 @router.post(
     "/related",
     response_model=RelatedResponse,
     responses={**NOT_FOUND, **LIMITED, **BAD_BODY},
+    openapi_extra={"parameters": query_parameters(RelatedParams)},
 )
 async def related_to_draft(
     request: Request,
     body: RelatedRequest,
     recommender: Annotated[Recommender, Depends(get_recommender)],
-    params: Annotated[RelatedParams, Query()],
+    query: Annotated[RelatedQuery, Depends(draft_query)],
 ) -> Response:
     """Related publications for a draft (title/abstract) and/or example ids (like/unlike).
 
     Filters are the query parameters of ``GET /publications/{id}/related``. Rate-limited per client
     address (429 with Retry-After); 503 with Retry-After when the service is busy.
     """
-    query = params.to_query()
     request.app.state.limits.check("drafts", client_address(request))
     text = (body.title, body.abstract) if (body.title.strip() or body.abstract.strip()) else None
     work = request.app.state.work
