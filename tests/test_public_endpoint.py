@@ -49,6 +49,17 @@ def test_light_queries_are_shallow_plain_lists() -> None:
     assert not RelatedQuery(types=("nope",)).light and not RelatedQuery(language_policy="same").light
 
 
+def test_a_validated_query_changed_with_replace_is_checked_again() -> None:
+    from dataclasses import replace
+
+    from engine.rank.query import InvalidQueryError
+
+    valid = RelatedQuery(k=5).validated()
+    assert valid.validated() is valid and valid == RelatedQuery(k=5)  # the mark is not part of equality
+    with pytest.raises(InvalidQueryError, match="k"):
+        replace(valid, k=0).validated()
+
+
 def test_repeatable_parameters_are_capped(client: TestClient) -> None:
     many = "&".join(f"type=t{i}" for i in range(21))
     for path in (f"/publications/t1-en/related?{many}", f"/publications?{many}"):

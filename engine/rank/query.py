@@ -54,8 +54,9 @@ class RelatedQuery:
     explain: bool = False
     collapse_translations: bool = False
     exclude_languages: tuple[str, ...] = field(default=())
-    # Set by validated(): an engine call on a query the service validated does not check it again.
-    _checked: bool = field(default=False, repr=False, compare=False)
+    # Set by validated() on the copy it returns, so an engine call on a query the service validated does not
+    # check it again; not an init field, so a dataclasses.replace() copy is checked afresh.
+    _checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     def validated(self) -> RelatedQuery:
         """A normalised copy if every option is in range, else :class:`InvalidQueryError` naming the option."""
@@ -86,12 +87,13 @@ class RelatedQuery:
         if after and before and after > before:
             raise InvalidQueryError("published_after", f"{after} is later than published_before {before}")
         # Dates normalised to YYYY-MM-DD, so they compare as strings with catalog dates.
-        return replace(
+        checked = replace(
             self,
             published_after=after.isoformat() if after else None,
             published_before=before.isoformat() if before else None,
-            _checked=True,
         )
+        object.__setattr__(checked, "_checked", True)  # frozen: set once, on the copy only
+        return checked
 
     @property
     def light(self) -> bool:
