@@ -43,7 +43,7 @@ from engine.eval.experiments.synthetic import synthetic_build, synthetic_vectors
 from engine.eval.serving import fetch_bytes, fetch_json, fetch_status, free_port, start_server, stop_server, wait_until
 from engine.index.calibrate import LanguageCalibration
 from engine.index.neighbours import NeighbourLists
-from engine.index.store import Build
+from engine.index.store import CATALOG_FILE, CURRENT, MANIFEST_FILE, Build
 from engine.runtime.writes import apply_writes
 from engine.settings import available_cores
 
@@ -162,7 +162,7 @@ def bench_serving(index_dir: Path, seconds: int, repeats: int = 3) -> dict:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     results: dict = {}
     path = f"/publications/{SEED}/related?k=10"
-    ids = [json.loads(line)["id"] for line in (index_dir / "current" / "catalog.jsonl").read_text().splitlines()]
+    ids = [json.loads(line)["id"] for line in (index_dir / CURRENT / CATALOG_FILE).read_text().splitlines()]
     rotate = write_rotation_script([f"/publications/{i}/related?k=10" for i in ids])
     for workers in (1, 2):
         servers: dict[str, dict] = {}
@@ -384,12 +384,12 @@ def bench_memory(index_dir: Path, items: int, seconds: int) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         large = Path(tmp) / "index"
-        synthetic_build(large, items, model=json.loads((index_dir / "current" / "manifest.json").read_text())["model"])
+        synthetic_build(large, items, model=json.loads((index_dir / CURRENT / MANIFEST_FILE).read_text())["model"])
         for name, folder in (("demo", index_dir), (f"{items}", large)):
             for model in (False, True):
                 server = start_server(folder, *([] if model else ["--no-model"]), env={"RCE_RESPONSE_CACHE_SIZE": "0"})
                 try:
-                    ids = [json.loads(line)["id"] for line in (folder / "current" / "catalog.jsonl").open()][:5000]
+                    ids = [json.loads(line)["id"] for line in (folder / CURRENT / CATALOG_FILE).open()][:5000]
                     script = write_rotation_script([f"/publications/{i}/related?k=10" for i in ids])
                     load = run_wrk(server["base"] + f"/publications/{ids[0]}/related?k=10", seconds, script=script)
                     results[f"{name}_{'model' if model else 'no_model'}"] = {

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
@@ -16,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 
 from engine import EmbeddingCache, Recommender, Settings, expected_model_name, get_settings, open_encoder
+from engine.catalog.browse import BrowsePage
 from engine.catalog.records import CatalogError, parse_record
 from engine.rank.query import InvalidQueryError
 from engine.runtime.holder import EngineHolder, ReloadError
@@ -150,16 +150,18 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     ) -> BrowseResponse:
         """Browse the catalog, newest first, with a simple accent-insensitive title search."""
         request.app.state.limits.check("heavy", client_address(request))
-        page = await request.app.state.work.run(
-            partial(
-                recommender.browser.page,
+
+        def one_page() -> BrowsePage:
+            # In the pool, browser included: right after a write it may still have to be built.
+            return recommender.browser.page(
                 query=params.query,
                 languages=params.language,
                 types=params.type,
                 limit=params.limit,
                 offset=params.offset,
             )
-        )
+
+        page = await request.app.state.work.run(one_page)
         items = [
             PublicationSummary(**{k: v for k, v in asdict(p).items() if k in PublicationSummary.model_fields})
             for p in page.items

@@ -6,8 +6,8 @@ Their query parameters are declared once, in :class:`RelatedParams`, which turns
 routes parse them with :func:`related_query`. The GET
 route reads its path, query and recommender from the request itself rather than through FastAPI's parameter
 and dependency layer, a measurable share of its cost (docs/performance.md); its parsed queries are
-remembered per query string. This router is included before the catalog routes, so the GET route is the
-first pattern tried.
+remembered per query string. This router is included before the catalog routes, so the GET route is tried
+before their patterns (after only FastAPI's own /openapi.json and /docs routes).
 """
 
 from __future__ import annotations

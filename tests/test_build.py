@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -144,3 +145,14 @@ def test_long_documents_are_chunked_and_pooled_not_cut() -> None:
     expected = np.zeros(encoder.dimension, dtype=np.float32)
     expected[0], expected[2] = 18, 6
     np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), rtol=1e-6)
+
+
+def test_an_older_manifest_gets_the_rebuild_command_not_damaged(small_index: Path) -> None:
+    path = resolve_build(small_index) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for recorded_later in ("storage", "options"):  # fields format 1 builds did not record
+        del manifest[recorded_later]
+    manifest["format_version"], manifest["dimension"] = 1, str(manifest["dimension"])
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexLoadError, match=r"has format 1, .*rebuild it: python scripts/build_index.py --catalog"):
+        Build.load(small_index)

@@ -66,10 +66,10 @@ class NeighbourLists:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def of(self, key: str) -> tuple[list[int], list[float], list[float]] | None:
-        """The list of ``key``, best first: (positions in :attr:`ids`, cosines, calibrated cosines); ``None`` for an
+    def of(self, item_id: str) -> tuple[list[int], list[float], list[float]] | None:
+        """The list of ``item_id``, best first: (positions in :attr:`ids`, cosines, calibrated cosines); ``None`` for an
         unknown id. Positions, not ids, so a caller that stops early converts only what it reads."""
-        position = self._position.get(key)
+        position = self._position.get(item_id)
         if position is None:
             return None
         listed = self.positions[position]

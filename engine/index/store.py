@@ -53,10 +53,11 @@ class BuildManifest:
     model: str
     dimension: int
     count: int
-    storage: str
     catalog_hash: str
     build_time: str
-    options: dict[str, Any]
+    # Defaults for what older builds did not record, so their manifests read and get the format message.
+    storage: str = "float32"
+    options: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     index_type: str = ""
     faiss_version: str = ""
@@ -75,9 +76,12 @@ class BuildManifest:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-            manifest = cls(**{**known, "catalog_sources": tuple(known.get("catalog_sources", ()))})
-            int(manifest.dimension), int(manifest.count)
-        except (ValueError, TypeError) as exc:
+            known["catalog_sources"] = tuple(known.get("catalog_sources", ()))
+            for name in ("dimension", "count", "format_version"):
+                if name in known:
+                    known[name] = int(known[name])
+            manifest = cls(**known)
+        except (ValueError, TypeError, AttributeError) as exc:
             raise IndexLoadError(f"{path} is damaged ({exc}); rebuild the index") from None
         return manifest
 
@@ -185,7 +189,7 @@ class Build:
         """Write this build as a new build folder of ``index_dir`` and flip ``current`` to it; return it with its
         manifest and folder. ``digest`` is the catalog's :func:`catalog_hash` when the caller has it already."""
         if self.chunks is None:
-            raise ValueError("a loaded build cannot be saved again: assemble a new one")
+            raise ValueError("this build has no chunk vectors (a loaded or hand-made build): assemble one to save")
         builds = Path(index_dir) / BUILDS
         builds.mkdir(parents=True, exist_ok=True)
         # Microseconds keep ids in build order even for several builds in one second (pruning sorts by id).

@@ -1,6 +1,6 @@
 """The vector index: FAISS ``IndexIDMap2`` over inner product on unit vectors, behind a narrow API.
 
-String publication ids map to int64 FAISS ids; ``build``/``add``/``remove``/``search``/``save``/``load``
+String publication ids map to the int64 numbers FAISS stores; ``build``/``add``/``remove``/``search``/``save``/``load``
 is the whole interface; the build that holds an index records what made it (engine/index/store.py).
 
 The FAISS index is exact (``IndexFlatIP``) up to ``HNSW_THRESHOLD`` vectors and an HNSW graph beyond,

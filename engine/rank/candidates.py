@@ -91,8 +91,8 @@ class CandidateSearch:
             return None
         kept: list[Candidate] = []
         ids, publications = self.neighbours.ids, self.publications
-        for row, similarity, calibrated in zip(*entry, strict=True):
-            publication = publications[ids[row]]
+        for position, similarity, calibrated in zip(*entry, strict=True):
+            publication = publications[ids[position]]
             if keep(publication):
                 kept.append(Candidate(publication, similarity, calibrated))
                 if len(kept) == n:

@@ -97,11 +97,14 @@ class RelatedQuery:
 
     @property
     def light(self) -> bool:
-        """Whether answering costs a lookup in the stored neighbour lists: a shallow page without filters,
-        language policy, diversity or explanations. Anything else may widen its search to the whole index
-        (a filter that few items pass), re-rank or explain, and the service runs it off its event loop."""
+        """Whether answering costs a lookup in the stored neighbour lists (or, for a build without them, one
+        search of ``offset + k`` items): a shallow page without filters, language policy, collapsing,
+        diversity or explanations. Anything else may widen its search to the whole index (a filter that few
+        items pass, or collapsing, which asks for three times the page), re-rank or explain, and the service
+        runs it off its event loop."""
         return (
             not self.explain
+            and not self.collapse_translations
             and self.diversity <= 0
             and self.offset + self.k <= LIGHT_WINDOW
             and self.language_policy == "any"
