@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from engine.catalog.browse import MAX_LIMIT, MAX_OFFSET
+from engine.catalog.records import Publication
 from engine.rank.query import MAX_K, MAX_WINDOW, RelatedQuery
 
 # Values of one repeatable parameter: a site filters on a few languages or types, and every value costs work.
@@ -231,16 +232,15 @@ class PublicationOut(BaseModel):
     metadata: dict[str, Any]
 
 
-class PublicationSummary(BaseModel):
-    """A catalog entry in a browse list."""
-
-    id: str
-    title: str
-    language: str | None
-    type: str | None
-    published: str | None
-    url: str | None
-    authors: list[str]
+# A browse entry is a projection of the catalog record: these of its fields, typed as the record types them
+# (one declaration, engine/catalog/records.py), all required in the answer.
+SUMMARY_FIELDS = ("id", "title", "language", "type", "published", "url", "authors")
+_RECORD_TYPES = get_type_hints(Publication)
+PublicationSummary = create_model(
+    "PublicationSummary",
+    __doc__="A catalog entry in a browse list.",
+    **{name: (_RECORD_TYPES[name], ...) for name in SUMMARY_FIELDS},
+)
 
 
 class BrowseResponse(BaseModel):
