@@ -113,16 +113,19 @@ async def _post_chunked(client: httpx.AsyncClient, url: str, size: int) -> str:
         return type(exc).__name__
 
 
-async def chunked_write(client: httpx.AsyncClient, base: str, ids: list[str], deadline: float) -> Counter[str]:
-    results = await asyncio.gather(*(_post_chunked(client, f"{base}/publications", 100 * MB) for _ in range(3)))
+async def _three_huge_bodies(client: httpx.AsyncClient, url: str, deadline: float) -> Counter[str]:
+    """Three 100 MB chunked bodies to ``url`` at once, then quiet until the deadline."""
+    results = await asyncio.gather(*(_post_chunked(client, url, 100 * MB) for _ in range(3)))
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
     return Counter(results)
+
+
+async def chunked_write(client: httpx.AsyncClient, base: str, ids: list[str], deadline: float) -> Counter[str]:
+    return await _three_huge_bodies(client, f"{base}/publications", deadline)
 
 
 async def chunked_draft(client: httpx.AsyncClient, base: str, ids: list[str], deadline: float) -> Counter[str]:
-    results = await asyncio.gather(*(_post_chunked(client, f"{base}/related", 100 * MB) for _ in range(3)))
-    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-    return Counter(results)
+    return await _three_huge_bodies(client, f"{base}/related", deadline)
 
 
 async def junk_params(client: httpx.AsyncClient, base: str, ids: list[str], deadline: float) -> Counter[str]:

@@ -57,23 +57,22 @@ class RequestGuardMiddleware:
             scope = {**scope, "method": "GET"}
             send = _without_body(send)
         headers = dict(scope["headers"])
-        length = headers.get(b"content-length", b"")
-        if scope["method"] not in _BODY_METHODS:
-            if length.isdigit() and int(length) > self.max_body:
-                await _refuse(send, 413, self._over(int(length)))
+        reads_body = scope["method"] in _BODY_METHODS
+        if reads_body:
+            authorization = headers.get(b"authorization")
+            refusal = self.refuse_write(
+                scope["method"], route_path(scope), authorization.decode("latin-1") if authorization else None
+            )
+            if refusal is not None:
+                status, detail, extra = refusal
+                await _refuse(send, status, detail, extra)
                 return
-            await self.app(scope, receive, send)
-            return
-        authorization = headers.get(b"authorization")
-        refusal = self.refuse_write(
-            scope["method"], route_path(scope), authorization.decode("latin-1") if authorization else None
-        )
-        if refusal is not None:
-            status, detail, extra = refusal
-            await _refuse(send, status, detail, extra)
-            return
+        length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body:
             await _refuse(send, 413, self._over(int(length)))
+            return
+        if not reads_body:
+            await self.app(scope, receive, send)
             return
         chunks, size = [], 0
         while True:
