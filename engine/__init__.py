@@ -15,6 +15,9 @@ from engine.encode.models import ModelNotPreparedError, check_prepared, prepare_
 from engine.index.adaptation import CatalogAdaptation
 from engine.index.build import BuildReport, build_index
 from engine.index.calibrate import LanguageCalibration
+from engine.index.catalog_store import CatalogStore, StoreBusyError, StoreUnavailableError
+from engine.index.delta import Delta, DeltaIndex
+from engine.index.folder import BuildLock, BuildLockedError
 from engine.index.options import BuildOptions
 from engine.index.store import Build, BuildManifest, resolve_build
 from engine.index.vectors import IndexLoadError, VectorIndex
@@ -26,12 +29,17 @@ from engine.settings import Settings, get_settings
 
 __all__ = [
     "Build",
+    "BuildLock",
+    "BuildLockedError",
     "BuildManifest",
     "BuildOptions",
     "BuildReport",
     "CatalogAdaptation",
     "CatalogError",
+    "CatalogStore",
     "ChunkVectors",
+    "Delta",
+    "DeltaIndex",
     "EmbeddingCache",
     "Encoder",
     "EngineHolder",
@@ -49,6 +57,8 @@ __all__ = [
     "ReloadError",
     "SentenceTransformerEncoder",
     "Settings",
+    "StoreBusyError",
+    "StoreUnavailableError",
     "UnknownPublicationError",
     "VectorIndex",
     "build_index",

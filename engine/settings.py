@@ -54,8 +54,18 @@ class Settings(BaseSettings):
         default="30/10 seconds",
         description="Diverse, explained or deep related lists and title searches per client address ('off').",
     )
-    watch: bool = Field(default=False, description="Reload when the index folder's current build changes.")
-    watch_interval: float = Field(default=1.0, gt=0, le=3600)
+    watch: bool = Field(
+        default=False,
+        description="Also reload when the index folder changes by other means than the build script: a new "
+        "`current` link, an edited overrides.json (writes, builds and reloads are always followed).",
+    )
+    follow_interval: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="Seconds between looks at the catalog store (and with watch, the index folder): writes, "
+        "builds and reloads made by other workers are served within this plus the time to compose them.",
+    )
 
     @field_validator("rate_limit_drafts", "rate_limit_heavy")
     @classmethod

@@ -27,6 +27,7 @@ from engine import (
     CatalogAdaptation,
     ChunkVectors,
     EmbeddingCache,
+    EngineHolder,
     Publication,
     Recommender,
     RelatedQuery,
@@ -34,7 +35,6 @@ from engine import (
     build_index,
     get_settings,
     load_catalog,
-    load_recommender,
     open_encoder,
 )
 from engine.catalog.text import chunk_text, publication_text
@@ -44,7 +44,6 @@ from engine.eval.serving import fetch_bytes, fetch_json, fetch_status, free_port
 from engine.index.calibrate import LanguageCalibration
 from engine.index.neighbours import NeighbourLists
 from engine.index.store import CATALOG_FILE, CURRENT, MANIFEST_FILE, Build
-from engine.runtime.writes import apply_writes
 from engine.settings import available_cores
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -359,20 +358,24 @@ def bench_adaptation(encoder, quick: bool, sizes: list[int]) -> dict:
 
 
 def bench_write(index_dir: Path, encoder, cache: EmbeddingCache) -> dict:
-    """One new publication through ``apply_writes`` (incremental adaptation) next to a full rebuild of the same
-    catalog from its stored chunk vectors, both written as a build (no encoding in either: the new text is
-    encoded first, into the cache)."""
-    recommender = load_recommender(index_dir, encoder=encoder)
+    """One new publication through the service's write path (committed to the catalog store, then served from
+    the delta beside the build: engine/runtime/holder.py) next to a full rebuild of the build's catalog from its
+    stored chunk vectors, written as a build (no encoding in either: the new text is encoded first, into the
+    cache)."""
+    holder = EngineHolder(index_dir, expected_model=None, encoder=encoder, cache=cache)
+    holder.reload()
     new = Publication("bench-new", "A new paper on trade and water", "Trade, water and climate policy.", language="en")
     encode_cached(encoder, [publication_text(new)], cache, languages=["en"])
-    write_seconds = timed(lambda: apply_writes(recommender, index_dir, upserts=[new], encoder=encoder, cache=cache))[0]
-    written = load_recommender(index_dir)
-    _, chunks = written.build.stored_chunks()
-    publications = list(written.publications.values())
+    write_seconds = timed(lambda: holder.write(upserts=[new]))[0]
+    build = holder.current.build
+    _, chunks = build.stored_chunks()
+    generation = build.manifest.store_generation
     rebuild_seconds = timed(
-        lambda: Build.assemble(publications, chunks, written.index.model, written.build.options).save(index_dir)
+        lambda: Build.assemble(build.publications, chunks, build.index.model, build.options).save(
+            index_dir, generation=generation
+        )
     )[0]
-    return {"items": len(written), "write_s": write_seconds, "rebuild_from_chunks_s": rebuild_seconds}
+    return {"items": len(holder.current), "write_s": write_seconds, "rebuild_from_chunks_s": rebuild_seconds}
 
 
 def bench_memory(index_dir: Path, items: int, seconds: int) -> dict:

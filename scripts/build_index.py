@@ -1,4 +1,8 @@
-"""Build (or rebuild) the related-content index from one or more catalog files."""
+"""Import catalog files into the index folder's catalog store, then build the index from the store.
+
+Items the store holds and the files lack (API writes, earlier imports) are kept unless --sync. With no
+--catalog, the store is built as it is (folding the API writes made since the last build into a new build).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from engine import (
     open_encoder,
 )
 from engine.index.adaptation import SMOOTHING_NEIGHBOURS
+from engine.index.catalog_store import StoreBusyError, StoreUnavailableError
+from engine.index.folder import BuildLockedError
 from engine.index.neighbours import DEFAULT_SIZE
 from engine.index.vectors import STORAGES
 
@@ -23,9 +29,19 @@ from engine.index.vectors import STORAGES
 def main(argv: list[str] | None = None) -> int:
     """Validate the catalogs, encode what the cache lacks, write a new build and make it current."""
     settings = get_settings()
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--catalog", type=Path, action="append", required=True, help="catalog file (.jsonl or .csv); repeat for several"
+        "--catalog",
+        type=Path,
+        action="append",
+        default=[],
+        help="catalog file (.jsonl or .csv) to import; repeat for several; none: build the store as it is",
+    )
+    parser.add_argument(
+        "--sync", action="store_true", help="mirror the files exactly: delete from the store what they lack"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what the import would add, change and delete; write nothing"
     )
     parser.add_argument("--index-dir", type=Path, default=settings.index_dir, help="default: %(default)s")
     parser.add_argument("--cache-dir", type=Path, default=settings.cache_dir, help="default: %(default)s")
@@ -65,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.sync and not args.catalog:
+        parser.error("--sync mirrors catalog files: give them with --catalog")
     if args.neighbours < 0:
         parser.error(f"--neighbours must be >= 0, got {args.neighbours}")
     if not 0 <= args.smoothing <= 100:
@@ -89,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             show_progress=not args.quiet,
             options=options,
             force=args.force,
+            sync=args.sync,
+            dry_run=args.dry_run,
         )
     except CatalogError as exc:
         print(f"error: {exc}\nnothing was written; fix the line or pass --skip-invalid", file=sys.stderr)
@@ -96,6 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     except ModelNotPreparedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except (BuildLockedError, StoreBusyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 5
+    except StoreUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    except OSError as exc:
+        # A full or read-only disk: one line naming the path. The staging folder is removed and `current` is
+        # unchanged; an import already committed stays in the store, and the next build includes it.
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"error: cannot write{where}: {exc.strerror or exc}; no build was written, the one in service is unchanged",
+            file=sys.stderr,
+        )
+        return 4
     finally:
         if cache is not None:
             cache.close()

@@ -59,12 +59,11 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             cache = EmbeddingCache.in_folder(active.cache_dir) if encoder is not None else None
             app.state.holder = EngineHolder(active.index_dir, expected_model_name(active), encoder, cache)
             await run_in_threadpool(app.state.holder.try_load)
-        if active.watch:
-            app.state.holder.start_watching(active.watch_interval)
+        app.state.holder.start_following(active.follow_interval, watch=active.watch)
         try:
             yield
         finally:
-            app.state.holder.stop_watching()
+            app.state.holder.stop_following()
 
     app = FastAPI(
         title="Related-content engine",
@@ -114,7 +113,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
 
     @app.get("/ready", response_model=ReadyResponse, responses=UNAVAILABLE)
     async def ready(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReadyResponse:
-        """Readiness: the index in service, its size, model and build."""
+        """Readiness: the index in service, its size, model, build and store generation, and this worker."""
         recommender = holder.current
         manifest = recommender.build.manifest  # None only for a build assembled in memory
         return ReadyResponse(
@@ -128,6 +127,13 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             catalog_hash=manifest.catalog_hash if manifest else None,
             overrides=recommender.overrides.version,
             text_queries=recommender.encoder is not None,
+            generation=recommender.generation,
+            build_generation=manifest.store_generation if manifest else None,
+            changes_since_build=len(recommender.delta),
+            pending_build=holder.pending,
+            worker=holder.worker,
+            fallback=holder.fallback,
+            last_error=holder.last_error,
         )
 
     @app.get(
@@ -178,9 +184,10 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         dependencies=[Depends(admin)],
     )
     async def reload(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReloadResponse:
-        """Load the index folder's current build in the background and swap it in atomically."""
+        """Load the index folder's current build in the background and swap it in atomically, in this worker
+        and then (within a second) in every other."""
         try:
-            report = await run_in_threadpool(holder.reload)
+            report = await run_in_threadpool(holder.reload, everywhere=True)
         except ReloadError as exc:
             raise HTTPException(409, detail=f"reload refused, the previous index is still served: {exc}") from None
         return ReloadResponse(**{**asdict(report), "warnings": list(report.warnings)})
@@ -190,7 +197,8 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
         503: {
             "model": ErrorResponse,
-            "description": "no index or no model loaded, or a damaged file in the build in service (nothing written)",
+            "description": "no index or no model loaded, or the catalog store busy (Retry-After) or unwritable "
+            "(nothing written)",
         },
     }
 
@@ -199,7 +207,8 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         body: Annotated[list[dict[str, Any]] | dict[str, Any], Body(description="one catalog record or a list")],
         holder: Annotated[EngineHolder, Depends(get_holder)],
     ) -> WriteResponse:
-        """Add or replace publications (catalog format); only they are encoded. On disk when acknowledged."""
+        """Add or replace publications (catalog format); only they are encoded. Committed to the catalog store when
+        acknowledged, and served by every worker within a second."""
         records = body if isinstance(body, list) else [body]
         publications = []
         for number, record in enumerate(records):
@@ -238,7 +247,8 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         dependencies=[Depends(admin)],
     )
     def delete_publication(publication_id: str, holder: Annotated[EngineHolder, Depends(get_holder)]) -> WriteResponse:
-        """Remove a publication from the catalog and the index. On disk when acknowledged."""
+        """Remove a publication from the catalog and the index. Committed to the catalog store when acknowledged,
+        and served by every worker within a second."""
         return WriteResponse(**asdict(holder.write(deletes=[publication_id])))
 
     return app

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from engine import IndexLoadError, InvalidQueryError, UnknownPublicationError
+from engine import InvalidQueryError, UnknownPublicationError
+from engine.index.catalog_store import StoreBusyError, StoreUnavailableError
 from engine.rank.recommend import EncoderUnavailableError, TextTooLongError
 from engine.runtime.holder import NotReadyError
 from engine.runtime.writes import WriteRejectedError
@@ -38,10 +39,14 @@ def register_error_handlers(app: FastAPI) -> None:
     async def not_ready(_: Request, exc: NotReadyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
-    @app.exception_handler(IndexLoadError)
-    async def unusable_build(_: Request, exc: IndexLoadError) -> JSONResponse:
-        # Raised by a write whose build in service has a damaged or missing file: nothing was written.
-        return JSONResponse({"detail": f"the build in service cannot take writes: {exc}"}, status_code=503)
+    @app.exception_handler(StoreBusyError)
+    async def store_busy(_: Request, exc: StoreBusyError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_unavailable(_: Request, exc: StoreUnavailableError) -> JSONResponse:
+        # A full or read-only disk, or a damaged store: the message names the path; nothing was written.
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(BusyError)
     async def busy(_: Request, exc: BusyError) -> JSONResponse:

@@ -271,6 +271,13 @@ class ReadyResponse(BaseModel):
     catalog_hash: str | None
     overrides: str = Field(description="content hash of overrides.json ('none' without one)")
     text_queries: bool = Field(description="whether POST /related accepts free text (model loaded)")
+    generation: int = Field(description="the catalog store generation served (every write makes one)")
+    build_generation: int | None = Field(description="the store generation the build holds")
+    changes_since_build: int = Field(description="publications written or deleted since the build, served beside it")
+    pending_build: int = Field(description="imported publications waiting for the build being made")
+    worker: int = Field(description="process id of the worker that answered")
+    fallback: str | None = Field(description="why an older build is served, when the current one is unusable")
+    last_error: str | None = Field(description="the last reload or catch-up that failed (the previous state is served)")
 
 
 class ReloadResponse(BaseModel):
@@ -284,9 +291,10 @@ class ReloadResponse(BaseModel):
 
 
 class WriteResponse(BaseModel):
-    """Outcome of a catalog write (already on disk when this is returned)."""
+    """Outcome of a catalog write (committed to the catalog store when this is returned)."""
 
     build_id: str
+    generation: int = Field(description="the store generation holding the write; /ready shows each worker's")
     upserted: list[str]
     deleted: list[str]
     publications: int

@@ -73,7 +73,8 @@ def test_rebuild_of_unchanged_catalog_encodes_nothing_and_one_edit_encodes_one(t
     third = build_index([catalog], tmp_path / "index", encoder, cache=cache)
     assert (third.encoded, third.cached) == (1, 8)
     assert encoder.calls == [["health youth water"]]
-    assert "indexed 9 items (1 encoded, 8 from cache)" in third.summary()
+    assert "import: 0 added, 1 changed, 8 unchanged" in third.summary()
+    assert "indexed 9 items at store generation 2 (1 encoded, 8 from the store or cache)" in third.summary()
 
 
 def test_up_to_date_needs_the_same_options_and_an_intact_build(tmp_path: Path) -> None:

@@ -8,23 +8,18 @@ import numpy as np
 import pytest
 
 from engine import (
-    BuildOptions,
     CatalogAdaptation,
     ChunkVectors,
-    Recommender,
+    EngineHolder,
     RelatedQuery,
     build_index,
     load_recommender,
 )
 from engine.catalog.records import parse_record
-from engine.catalog.text import publication_text
 from engine.encode.chunks import normalize
-from engine.encode.embed import encode_cached
 from engine.index import adaptation as adaptation_module
-from engine.index.store import ADAPTATION_FILE, Build, resolve_build
+from engine.index.store import ADAPTATION_FILE
 from engine.index.vectors import IndexLoadError
-from engine.runtime import writes as writes_module
-from engine.runtime.writes import WriteRejectedError, apply_writes
 from tests.fakes import FakeEncoder, pub, write_jsonl
 
 
@@ -95,29 +90,6 @@ def test_large_catalogs_find_nearly_the_same_neighbours_by_graph(monkeypatch: py
     assert (chunks.owners[approximate.graph] != chunks.owners[:, None]).all()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_an_update_equals_a_fresh_fit_with_the_same_mean(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    before = random_chunks(seed, documents=80)
-    fitted = CatalogAdaptation.fit(before)
-    kept = np.sort(rng.choice(80, size=70, replace=False))  # 10 deleted (or replaced by a new version)
-    rng.shuffle(kept)
-    added = random_chunks(seed + 10, documents=6)
-    kept_chunks, old_rows = before.select(kept)
-    after = ChunkVectors.concat([kept_chunks, added], before.vectors.shape[1])
-    updated, changed = fitted.update(after, old_rows)
-    fresh = CatalogAdaptation.fit(after, mean=fitted.mean)
-    assert [set(row) for row in updated.graph] == [set(row) for row in fresh.graph]
-    new_vectors = updated.document_vectors(after)
-    assert new_vectors == pytest.approx(fresh.document_vectors(after), abs=1e-5)
-    # every document whose vector moved is reported as changed (and the added ones always are)
-    old_vectors = fitted.document_vectors(before)[kept]
-    moved = np.flatnonzero(np.abs(new_vectors[: len(kept)] - old_vectors).max(axis=1) > 1e-6)
-    assert set(moved) <= set(changed.tolist())
-    assert set(range(70, 76)) <= set(changed.tolist())
-    assert len(changed) < 76  # only what the change reaches
-
-
 def test_adaptation_round_trips_and_a_damaged_file_is_named(tmp_path: Path) -> None:
     chunks = random_chunks(3)
     adaptation = CatalogAdaptation.fit(chunks)
@@ -147,66 +119,28 @@ WRITE_CATALOG = [
 ]
 
 
-@pytest.mark.parametrize("incremental", [True, False])
-def test_api_writes_answer_like_a_fresh_build(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, incremental: bool
-) -> None:
-    """A small catalog is adapted afresh on every write; a large one updated with the build's mean (forced here
-    on a small one): either way the answers are those of a fresh build with that mean."""
-    if incremental:
-        monkeypatch.setattr(writes_module, "REFIT_CHUNKS", 0)
+def test_a_written_item_is_served_with_the_vector_a_draft_of_its_text_gets(tmp_path: Path) -> None:
+    """Between builds a written item has no place in the build's chunk graph: it is adapted like a draft
+    (centred with the build's mean, smoothed toward its nearest items), never toward its own older version."""
     encoder = FakeEncoder()
     index_dir = tmp_path / "index"
     build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG)], index_dir, encoder)
-    recommender = load_recommender(index_dir)
-    mean = recommender.build.adaptation.mean
+    holder = EngineHolder(index_dir, expected_model=None, encoder=encoder)
+    holder.reload()
+    built = holder.current
     new = [pub("d1", "trade water climate"), pub("c2", "migration migration youth")]  # one new, one edited
-    upserts = [parse_record(r, "api", i) for i, r in enumerate(new)]
-    apply_writes(recommender, index_dir, upserts=upserts, deletes=["b3"], encoder=encoder)
-    written = load_recommender(index_dir)
+    holder.write(upserts=[parse_record(r, "api", i) for i, r in enumerate(new)], deletes=["b3"])
+    written = holder.current
     assert "b3" not in written.publications and written.publications["c2"].abstract == "migration migration youth"
-    assert (written.build.adaptation.mean == pytest.approx(mean)) is incremental
-
-    # the same catalog made in one go (with the first build's mean when the write kept it)
-    publications = list(written.publications.values())
-    chunks, _ = encode_cached(encoder, [publication_text(p) for p in publications], None)
-    adaptation = CatalogAdaptation.fit(chunks, mean=mean if incremental else None)
-    fresh = Recommender(
-        Build.assemble(publications, chunks, written.index.model, BuildOptions(), adaptation=adaptation)
-    )
-    for p in publications:
-        got = [(i.id, round(i.score, 5)) for i in written.recommend(p.id, RelatedQuery(k=5)).items]
-        expected = [(i.id, round(i.score, 5)) for i in fresh.recommend(p.id, RelatedQuery(k=5)).items]
-        assert got == expected
-
-
-def test_a_build_of_one_item_that_grows_by_writes_is_adapted_afresh(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Even where writes keep the build's mean, a catalog that doubled refits it: a mean fitted on one item is
-    # that item, and would leave it a zero vector.
-    monkeypatch.setattr(writes_module, "REFIT_CHUNKS", 0)
-    encoder = FakeEncoder()
-    index_dir = tmp_path / "index"
-    build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG[:1])], index_dir, encoder)
-    for record in WRITE_CATALOG[1:]:
-        upsert = parse_record(record, "api", 1)
-        apply_writes(load_recommender(index_dir), index_dir, upserts=[upsert], encoder=encoder)
-    grown = load_recommender(index_dir)
-    assert len(grown) == len(WRITE_CATALOG) and grown.build.adaptation.documents >= len(WRITE_CATALOG) / 2
-    norms = np.linalg.norm(grown.index.vectors(list(grown.publications)), axis=1)
-    assert norms == pytest.approx(np.ones(len(norms)), abs=1e-5)
-
-
-def test_a_write_with_one_id_twice_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    encoder = FakeEncoder()
-    index_dir = tmp_path / "index"
-    build_index([write_jsonl(tmp_path / "c.jsonl", WRITE_CATALOG)], index_dir, encoder)
-    before = resolve_build(index_dir)
-    twice = [parse_record(pub("d", "trade"), "api", 1), parse_record(pub("d", "water"), "api", 2)]
-    with pytest.raises(WriteRejectedError, match="duplicate ids in one write: d"):
-        apply_writes(load_recommender(index_dir), index_dir, upserts=twice, encoder=encoder)
-    assert resolve_build(index_dir) == before
+    draft = built.text_vector("", "trade water climate", "en")
+    assert written.index.vector("d1") == pytest.approx(draft, abs=1e-5)
+    for key in ("d1", "c2"):
+        assert np.linalg.norm(written.index.vector(key)) == pytest.approx(1.0, abs=1e-5)
+    # The next build folds them in: the same catalog, with build vectors.
+    rebuilt = build_index([], index_dir, encoder)
+    holder.follow_once()
+    assert rebuilt.items == len(written) and len(holder.current.delta) == 0
+    assert set(holder.current.publications) == set(written.publications)
 
 
 def test_a_draft_with_an_items_text_finds_that_item_first(tmp_path: Path) -> None:

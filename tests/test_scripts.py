@@ -60,11 +60,11 @@ def test_build_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     catalog = write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)
     args = ["--catalog", str(catalog), "--index-dir", str(tmp_path / "index"), "--cache-dir", str(tmp_path), "--quiet"]
     assert build_index.main(args) == 0
-    assert "indexed 9 items (9 encoded, 0 from cache)" in capsys.readouterr().out
+    assert "indexed 9 items at store generation 1 (9 encoded, 0 from the store or cache)" in capsys.readouterr().out
     assert build_index.main(args) == 0
     assert "index up to date" in capsys.readouterr().out
     assert build_index.main([*args, "--force", "--neighbours", "3", "--storage", "float16"]) == 0
-    assert "indexed 9 items (0 encoded, 9 from cache)" in capsys.readouterr().out
+    assert "(0 encoded, 9 from the store or cache)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         build_index.main([*args, "--neighbours", "-1"])
     assert exit_info.value.code == 2 and "--neighbours must be >= 0" in capsys.readouterr().err

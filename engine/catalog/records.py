@@ -57,6 +57,17 @@ class Publication:
 _RECORD_FIELDS = tuple(f.name for f in fields(Publication) if f.name != "metadata")
 
 
+class UnknownPublicationError(KeyError):
+    """No publication with this id in the index."""
+
+    def __init__(self, publication_id: str) -> None:
+        self.publication_id = publication_id
+        super().__init__(publication_id)
+
+    def __str__(self) -> str:
+        return f"publication {self.publication_id!r} not found"
+
+
 class CatalogError(ValueError):
     """A catalog line that cannot be used, located by file, line number and field."""
 

@@ -7,7 +7,10 @@ cache keyed by (model fingerprint, text hash), so a rebuild of an unchanged cata
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +20,8 @@ import numpy as np
 from engine.catalog.text import chunk_text
 from engine.encode.chunks import ChunkVectors, normalize
 from engine.encode.models import check_prepared, load_sentence_transformer, read_manifest, read_offsets
+
+logger = logging.getLogger(__name__)
 
 
 class Encoder(Protocol):
@@ -135,9 +140,15 @@ def text_key(text: str, language: str | None = None) -> str:
 
 
 class EmbeddingCache:
-    """Chunk vectors of documents in SQLite, keyed by (model name, text hash). Raw float32 bytes, no pickle."""
+    """Chunk vectors of documents in SQLite, keyed by (model name, text hash). Raw float32 bytes, no pickle.
+
+    A cache only saves work, so it never stops a job or a write: a damaged file is moved aside and started
+    afresh, and a cache another process holds locked, or that cannot be written, is bypassed (with a warning).
+    """
 
     FILE = "embeddings.sqlite"
+    # A lookup or store waits at most this long for another process's lock before bypassing the cache.
+    TIMEOUT = 0.5
 
     @classmethod
     def in_folder(cls, folder: Path) -> EmbeddingCache:
@@ -145,48 +156,95 @@ class EmbeddingCache:
         return cls(Path(folder) / cls.FILE)
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        # Shared by the service's worker threads; writes are serialised by the engine's write lock.
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        # One row per document: its chunk vectors side by side and their weights. (A table of an older
-        # version, ``vectors``, held pooled document vectors only; it is left alone and no longer read.)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS chunks (model TEXT, key TEXT, vectors BLOB, weights BLOB, "
-            "PRIMARY KEY (model, key))"
-        )
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            self._warn("open", exc)
+
+    def _connect(self) -> sqlite3.Connection:
+        # Shared by the service's worker threads (each call holds the lock).
+        db = sqlite3.connect(self.path, timeout=self.TIMEOUT, check_same_thread=False)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return db
+            db.close()
+            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+            self.path.rename(aside)
+            logger.warning("embedding cache %s is damaged (%s): moved to %s, starting a new one", self.path, exc, aside)
+            db = sqlite3.connect(self.path, timeout=self.TIMEOUT, check_same_thread=False)
+        return db
+
+    def _usable(self) -> sqlite3.Connection | None:
+        """The connection, with its table made on first use (retried while another process holds a lock)."""
+        if self._db is not None and not self._ready:
+            # One row per document: its chunk vectors side by side and their weights. (A table of an older
+            # version, ``vectors``, held pooled document vectors only; it is left alone and no longer read.)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS chunks (model TEXT, key TEXT, vectors BLOB, weights BLOB, "
+                "PRIMARY KEY (model, key))"
+            )
+            self._ready = True
+        return self._db
+
+    def _warn(self, action: str, exc: BaseException) -> None:
+        if action not in self._warned:  # once per kind of failure, not once per call
+            self._warned.add(action)
+            logger.warning("embedding cache %s bypassed (%s failed: %s); texts are encoded", self.path, action, exc)
 
     def get_many(self, model: str, keys: Sequence[str], dimension: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``(chunk vectors, weights)`` found for ``keys`` (missing or malformed rows are absent)."""
         found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 500):
-            batch = unique[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            rows = self._db.execute(
-                f"SELECT key, vectors, weights FROM chunks WHERE model = ? AND key IN ({marks})", [model, *batch]
-            )
-            for key, blob, weight_blob in rows:
-                weights = np.frombuffer(weight_blob, dtype=np.float32)
-                vectors = np.frombuffer(blob, dtype=np.float32)
-                if len(weights) >= 1 and vectors.size == len(weights) * dimension:
-                    found[key] = (vectors.reshape(len(weights), dimension), weights)
+        with self._lock:
+            try:
+                db = self._usable()
+                for start in range(0, len(unique) if db is not None else 0, 500):
+                    batch = unique[start : start + 500]
+                    marks = ",".join("?" * len(batch))
+                    rows = db.execute(
+                        f"SELECT key, vectors, weights FROM chunks WHERE model = ? AND key IN ({marks})",
+                        [model, *batch],
+                    )
+                    for key, blob, weight_blob in rows:
+                        weights = np.frombuffer(weight_blob, dtype=np.float32)
+                        vectors = np.frombuffer(blob, dtype=np.float32)
+                        if len(weights) >= 1 and vectors.size == len(weights) * dimension:
+                            found[key] = (vectors.reshape(len(weights), dimension), weights)
+            except sqlite3.Error as exc:
+                self._warn("read", exc)
         return found
 
     def put_many(self, model: str, items: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """Store ``key -> (chunk vectors, weights)`` (one transaction)."""
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO chunks (model, key, vectors, weights) VALUES (?, ?, ?, ?)",
-                [
-                    (model, key, np.asarray(v, np.float32).tobytes(), np.asarray(w, np.float32).tobytes())
-                    for key, (v, w) in items.items()
-                ],
-            )
+        rows = [
+            (model, key, np.asarray(v, np.float32).tobytes(), np.asarray(w, np.float32).tobytes())
+            for key, (v, w) in items.items()
+        ]
+        with self._lock:
+            try:
+                db = self._usable()
+                if db is not None:
+                    with db:
+                        db.executemany(
+                            "INSERT OR REPLACE INTO chunks (model, key, vectors, weights) VALUES (?, ?, ?, ?)", rows
+                        )
+            except sqlite3.Error as exc:
+                self._warn("write", exc)
 
     def close(self) -> None:
         """Close the database."""
-        self._db.close()
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def encode_cached(

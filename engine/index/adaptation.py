@@ -52,7 +52,7 @@ class CatalogAdaptation:
     strength: float  # how much of their mean is added to a chunk before re-normalising
     graph: np.ndarray  # (chunks, k) int64 rows of the catalog's chunks, -1 where there are fewer
     similarities: np.ndarray  # (chunks, k) float32 cosines of the centred chunks
-    documents: int  # the catalog size the mean was fitted on (writes refit it when that changes much)
+    documents: int  # the catalog size the mean was fitted on
 
     @classmethod
     def fit(
@@ -117,53 +117,6 @@ class CatalogAdaptation:
             return normalize(centred[None, :])[0]
         borrowed = (weights / weights.sum()) @ neighbours
         return normalize((centred + self.strength * borrowed)[None, :])[0]
-
-    def update(
-        self, after: ChunkVectors, old_rows: np.ndarray, *, threads: int = 1
-    ) -> tuple[CatalogAdaptation, np.ndarray]:
-        """The adaptation after a write. ``after`` is the new catalog's chunks: first the kept chunks of the
-        catalog this was fitted on (``old_rows``: their rows there, in the new order), then the added ones.
-        Only the chunks a change touches are searched again: new chunks, and chunks that lost a neighbour;
-        the others merge their old neighbours with the new chunks.
-
-        Returns the new adaptation and the documents (new numbers) whose adapted vectors differ from before:
-        the added ones and those with a chunk whose neighbours changed.
-        """
-        total, kept_count = len(after.vectors), len(old_rows)
-        new_row = np.full(len(self.graph) + 1, -1, dtype=np.int64)  # the extra last cell maps -1 to -1
-        new_row[old_rows] = np.arange(kept_count)
-        centred = centre(after.vectors, self.mean)
-        graph = np.full((total, self.k), -1, dtype=np.int64)
-        similarities = np.full((total, self.k), -np.inf, dtype=np.float32)
-        if self.k and kept_count:
-            graph[:kept_count] = new_row[self.graph[old_rows]]
-            similarities[:kept_count] = np.where(graph[:kept_count] >= 0, self.similarities[old_rows], -np.inf)
-        remapped = graph[:kept_count].copy()
-        # A chunk that lost a neighbour may now have its next best anywhere: search it again.
-        lost = np.flatnonzero(((self.graph[old_rows] >= 0) & (graph[:kept_count] < 0)).any(axis=1))
-        if self.k and kept_count and total > kept_count:
-            # The others: their best among the chunks they kept are unchanged, so only the added ones compete.
-            merge = np.setdiff1d(np.arange(kept_count), lost)
-            added_rows = np.arange(kept_count, total)
-            for start in range(0, len(merge), _BLOCK):
-                rows = merge[start : start + _BLOCK]
-                scores = centred[rows] @ centred[added_rows].T
-                candidates = np.concatenate([graph[rows], np.broadcast_to(added_rows, scores.shape)], axis=1)
-                values = np.concatenate([similarities[rows], scores], axis=1)
-                values[candidates < 0] = -np.inf
-                order = np.argsort(-values, axis=1, kind="stable")[:, : self.k]
-                graph[rows] = np.take_along_axis(candidates, order, 1)
-                similarities[rows] = np.take_along_axis(values, order, 1)
-                graph[rows] = np.where(np.isfinite(similarities[rows]), graph[rows], -1)
-        again = np.concatenate([lost, np.arange(kept_count, total)])
-        if len(again):
-            graph[again], similarities[again] = nearest_of_other_documents(
-                centred, after.owners, again, self.k, threads=threads
-            )
-        similarities = np.where(graph >= 0, similarities, 0.0).astype(np.float32)
-        touched = np.concatenate([np.flatnonzero((graph[:kept_count] != remapped).any(axis=1)), lost])
-        changed = np.union1d(after.owners[touched], after.owners[kept_count:])
-        return CatalogAdaptation(self.mean, self.k, self.strength, graph, similarities, self.documents), changed
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (``.npz``, plain arrays, no pickle)."""

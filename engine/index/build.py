@@ -1,5 +1,11 @@
-"""The build job: catalog files -> chunk vectors (cached) -> a :class:`Build`, saved atomically beside the builds
-it replaces (engine/index/store.py), or nothing when the current build already holds the same catalog."""
+"""The build job: catalog files -> the catalog store (upsert) -> a snapshot of the store -> chunk vectors
+(stored by writes, cached, or encoded) -> a :class:`Build`, saved atomically beside the builds it replaces
+(engine/index/store.py), or nothing when the current build already holds the store's generation.
+
+One build of an index folder runs at a time (engine/index/folder.py). Items the store holds and the files
+lack stay (API writes included) unless ``sync``; the changes writes made while a build ran are newer than its
+snapshot, so the workers keep serving them beside the new build.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.catalog.records import CatalogError, catalog_hash, load_catalog
+import numpy as np
+
+from engine.catalog.records import CatalogError, Publication, catalog_hash, load_catalog
 from engine.catalog.text import publication_text
+from engine.encode.chunks import ChunkVectors
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached
+from engine.index.catalog_store import CatalogStore, ImportPlan, Snapshot
+from engine.index.folder import BuildLock, clean_leftovers
 from engine.index.options import BuildOptions
 from engine.index.store import Build
+
+_SHOWN_IDS = 20
 
 
 @dataclass(slots=True)
@@ -23,23 +36,51 @@ class BuildReport:
     encoded: int
     cached: int
     seconds: float
-    build_dir: Path
+    build_dir: Path | None
+    generation: int = 0
     skipped: list[CatalogError] = field(default_factory=list)
-    up_to_date: bool = False  # the current build already holds this catalog: nothing was written
+    imported: ImportPlan | None = None  # what the catalog files changed in the store
+    up_to_date: bool = False  # the current build already holds the store's generation: nothing was written
+    dry_run: bool = False
+    cleaned: int = 0  # leftovers of killed builds removed
 
     def summary(self) -> str:
-        """One line for the end of a build job."""
+        """The end of a build job: what the import changed, then one line for the build."""
+        lines = [self._import_line()] if self.imported is not None else []
         skipped = f", {len(self.skipped)} invalid lines skipped" if self.skipped else ""
-        if self.up_to_date:
-            return (
-                f"index up to date: the current build already holds these {self.items} items with this model "
-                f"and options{skipped}; nothing written ({self.seconds:.2f}s) -> {self.build_dir}"
+        if self.dry_run:
+            lines.append("dry run: nothing was written")
+        elif self.up_to_date:
+            lines.append(
+                f"index up to date: the current build already holds the store's {self.items} items (generation "
+                f"{self.generation}) with this model and options{skipped}; nothing written ({self.seconds:.2f}s) "
+                f"-> {self.build_dir}"
             )
-        rate = self.items / self.seconds if self.seconds > 0 else float("inf")
-        return (
-            f"indexed {self.items} items ({self.encoded} encoded, {self.cached} from cache{skipped}) "
-            f"in {self.seconds:.1f}s ({rate:.0f} items/s) -> {self.build_dir}"
-        )
+        else:
+            rate = self.items / self.seconds if self.seconds > 0 else float("inf")
+            lines.append(
+                f"indexed {self.items} items at store generation {self.generation} ({self.encoded} encoded, "
+                f"{self.cached} from the store or cache{skipped}) in {self.seconds:.1f}s ({rate:.0f} items/s) "
+                f"-> {self.build_dir}"
+            )
+        return "\n".join(lines)
+
+    def _import_line(self) -> str:
+        plan = self.imported
+        shown = ", ".join(plan.deleted[:_SHOWN_IDS])
+        if len(plan.deleted) > _SHOWN_IDS:
+            shown += f" and {len(plan.deleted) - _SHOWN_IDS} more"
+        if self.dry_run:
+            line = f"the import would add {len(plan.added)}, change {len(plan.changed)}, leave {plan.unchanged} as is"
+            deleted = f"; it would delete {len(plan.deleted)} absent from the files: {shown}"
+        else:
+            line = f"import: {len(plan.added)} added, {len(plan.changed)} changed, {plan.unchanged} unchanged"
+            deleted = f"; deleted {len(plan.deleted)} absent from the files: {shown}"
+        if plan.deleted:
+            line += deleted
+        if plan.kept:
+            line += f"; kept {plan.kept} that the files lack (API writes, earlier imports: --sync deletes them)"
+        return line
 
 
 def build_index(
@@ -52,42 +93,97 @@ def build_index(
     show_progress: bool = False,
     options: BuildOptions | None = None,
     force: bool = False,
+    sync: bool = False,
+    dry_run: bool = False,
 ) -> BuildReport:
-    """Build an index of the catalogs into a new build folder of ``index_dir`` and make it current.
+    """Import the catalog files into the index folder's store (none: build from the store as it is), then
+    build the store's publications into a new build folder and make it current.
 
-    Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written.
-    ``options`` (engine/index/options.py): catalog adaptation, per-language calibration, neighbour lists, storage.
-    When the current build already holds the same catalog, model and options (and passes its checksums),
-    nothing is written unless ``force``: the report says ``up_to_date``.
+    Raises :class:`CatalogError` on the first bad line (unless ``skip_invalid``) before anything is written,
+    and :class:`~engine.index.folder.BuildLockedError` while another build runs. ``sync`` deletes from the
+    store what the files lack; ``dry_run`` only reports what the import would change. When the current build
+    already holds the store's generation with this model and options, nothing is written unless ``force``.
     """
     started = time.perf_counter()
     options = options or BuildOptions()
-    loaded = load_catalog(list(catalog_paths), skip_invalid=skip_invalid)
-    publications = loaded.publications
-    if not publications:
+    if sync and not catalog_paths:
+        raise ValueError("sync mirrors catalog files: give at least one")
+    loaded = load_catalog(list(catalog_paths), skip_invalid=skip_invalid) if catalog_paths else None
+    if loaded is not None and not loaded.publications:
         raise CatalogError(str(catalog_paths[0]), 0, "file", "no valid publications; nothing to index")
-    digest = catalog_hash(publications)
-    current = None if force else Build.up_to_date(index_dir, encoder.name, digest, options)
+    with BuildLock(index_dir):
+        cleaned = len(clean_leftovers(index_dir))
+        store = CatalogStore.of(index_dir)
+        try:
+            plan = store.import_catalog(loaded.publications, sync=sync, dry_run=dry_run) if loaded else None
+            report = BuildReport(
+                0, 0, 0, 0.0, None, skipped=loaded.errors if loaded else [], imported=plan, cleaned=cleaned
+            )
+            if dry_run:
+                report.dry_run, report.seconds = True, time.perf_counter() - started
+                return report
+            _build_snapshot(store, report, index_dir, encoder, cache, options, force, show_progress, catalog_paths)
+            report.seconds = time.perf_counter() - started
+            return report
+        finally:
+            store.close()
+
+
+def _build_snapshot(
+    store: CatalogStore,
+    report: BuildReport,
+    index_dir: Path,
+    encoder: Encoder,
+    cache: EmbeddingCache | None,
+    options: BuildOptions,
+    force: bool,
+    show_progress: bool,
+    catalog_paths: Sequence[Path],
+) -> None:
+    """Build the store as it is now into ``index_dir`` (unless its current build holds it), filling ``report``."""
+    snapshot = store.snapshot()
+    if not snapshot.publications:
+        raise CatalogError(str(store.path), 0, "catalog", "the store holds no publications; give --catalog")
+    report.items, report.generation = len(snapshot.publications), snapshot.generation
+    current = None if force else Build.up_to_date(index_dir, encoder.name, snapshot.generation, options)
     if current is not None:
-        return BuildReport(
-            items=len(publications),
-            encoded=0,
-            cached=0,
-            seconds=time.perf_counter() - started,
-            build_dir=current,
-            skipped=loaded.errors,
-            up_to_date=True,
-        )
-    texts = [publication_text(p) for p in publications]
-    languages = [p.language for p in publications]
-    chunks, encoded = encode_cached(encoder, texts, cache, languages=languages, show_progress=show_progress)
-    build = Build.assemble(publications, chunks, encoder.name, options, show_progress=show_progress)
-    build_dir = build.save(index_dir, sources=[str(p) for p in catalog_paths], digest=digest).folder
-    return BuildReport(
-        items=len(publications),
-        encoded=encoded,
-        cached=len(publications) - encoded,
-        seconds=time.perf_counter() - started,
-        build_dir=build_dir,
-        skipped=loaded.errors,
+        report.up_to_date, report.build_dir = True, current
+        return
+    chunks, encoded = _chunks_of(snapshot, encoder, cache, show_progress)
+    build = Build.assemble(snapshot.publications, chunks, encoder.name, options, show_progress=show_progress)
+    saved = build.save(
+        index_dir,
+        generation=snapshot.generation,
+        sources=[str(p) for p in catalog_paths] or [str(store.path)],
+        digest=catalog_hash(snapshot.publications),
     )
+    report.build_dir, report.encoded, report.cached = saved.folder, encoded, report.items - encoded
+    store.request_reload()  # every worker serves it within a second
+
+
+def _chunks_of(
+    snapshot: Snapshot, encoder: Encoder, cache: EmbeddingCache | None, show_progress: bool
+) -> tuple[ChunkVectors, int]:
+    """The chunk vectors of the snapshot's publications: those API writes stored, the rest cached or encoded.
+    Returns them with the number of texts encoded."""
+    publications = snapshot.publications
+    stored = {key: (v, w) for key, (model, v, w) in snapshot.chunks.items() if model == encoder.name}
+    todo: list[Publication] = [p for p in publications if p.id not in stored]
+    fresh, encoded = encode_cached(
+        encoder,
+        [publication_text(p) for p in todo],
+        cache,
+        languages=[p.language for p in todo],
+        show_progress=show_progress,
+    )
+    parts = dict(stored)
+    parts.update(zip((p.id for p in todo), fresh.split(), strict=True))
+    ordered = [parts[p.id] for p in publications]
+    counts = np.fromiter((len(w) for _, w in ordered), dtype=np.int64, count=len(ordered))
+    chunks = ChunkVectors(
+        np.concatenate([v for v, _ in ordered]).astype(np.float32, copy=False),
+        np.repeat(np.arange(len(ordered), dtype=np.int64), counts),
+        np.concatenate([w for _, w in ordered]).astype(np.float32, copy=False),
+        len(ordered),
+    )
+    return chunks, encoded

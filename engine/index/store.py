@@ -1,18 +1,17 @@
 """The on-disk build, as one typed object: :class:`Build` (its parts) and :class:`BuildManifest` (what made it).
 
-Every file name of a build is here. An index folder holds ``builds/<build id>/`` folders and a ``current``
-symlink. A build is written into a hidden staging folder, checksummed, renamed into ``builds/``, and only then
-is ``current`` flipped with an atomic rename: a reader sees the old build or the new one, never half of one,
-and a failed build (bad catalog line, crash, full disk) leaves the served one untouched.
+Every file name of a build is here. A build is written into a hidden staging folder, checksummed, fsynced,
+renamed into ``builds/``, and only then is ``current`` flipped with an atomic rename, each rename made durable
+(engine/index/folder.py): a reader sees the old build or the new one, never half of one, and a failed build (bad
+catalog line, crash, full disk) leaves the served one untouched. A build is a snapshot of the catalog store at
+one generation (engine/index/catalog_store.py), recorded in its manifest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -24,15 +23,14 @@ from engine.encode.chunks import ChunkVectors
 from engine.encode.models import sha256_file
 from engine.index.adaptation import CatalogAdaptation
 from engine.index.calibrate import LanguageCalibration
+from engine.index.folder import BUILDS, CURRENT, fsync_tree, prune_builds, publish_build, resolve_build
 from engine.index.neighbours import DEFAULT_SIZE, NeighbourLists
 from engine.index.options import BuildOptions
 from engine.index.vectors import IndexLoadError, VectorIndex
 from engine.settings import available_cores
 
-FORMAT_VERSION = 2
-CURRENT = "current"
-BUILDS = "builds"
-KEEP_BUILDS = 3
+# 3: builds record the catalog store's generation they hold.
+FORMAT_VERSION = 3
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "vectors.faiss"
 IDS_FILE = "ids.json"
@@ -41,8 +39,6 @@ CHUNKS_FILE = "embeddings.npz"
 ADAPTATION_FILE = "adaptation.npz"
 CALIBRATION_FILE = "calibration.npz"
 NEIGHBOURS_FILE = "neighbours.npz"
-# Share of removed items an HNSW graph may hold (each search asks for that many more) before a write rebuilds it.
-_MAX_TOMBSTONES = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +60,7 @@ class BuildManifest:
     catalog_sources: tuple[str, ...] = ()
     language_correction: dict[str, Any] | None = None
     checksums: dict[str, str] = field(default_factory=dict)
+    store_generation: int | None = None  # the catalog store's generation this build holds
 
     @classmethod
     def read(cls, folder: Path) -> BuildManifest:
@@ -77,8 +74,8 @@ class BuildManifest:
             data = json.loads(path.read_text(encoding="utf-8"))
             known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
             known["catalog_sources"] = tuple(known.get("catalog_sources", ()))
-            for name in ("dimension", "count", "format_version"):
-                if name in known:
+            for name in ("dimension", "count", "format_version", "store_generation"):
+                if known.get(name) is not None:
                     known[name] = int(known[name])
             manifest = cls(**known)
         except (ValueError, TypeError, AttributeError) as exc:
@@ -97,8 +94,7 @@ class Build:
     adaptation, the vector index, the language calibration and the neighbour lists.
 
     Made by :meth:`assemble` (in memory), written by :meth:`save`, read by :meth:`load`. A loaded build holds
-    what serving needs: its chunk vectors and the adaptation's graph stay on disk until a write reads them
-    (:meth:`stored_chunks`, :meth:`stored_adaptation`).
+    what serving needs: its chunk vectors and the adaptation's graph stay on disk (:meth:`stored_chunks`).
     """
 
     publications: list[Publication]
@@ -120,17 +116,11 @@ class Build:
         options: BuildOptions,
         *,
         adaptation: CatalogAdaptation | None = None,
-        base: VectorIndex | None = None,
-        changed: Sequence[str] = (),
         show_progress: bool = False,
     ) -> Build:
         """Adapt, index, calibrate and list ``publications`` (in the order of ``chunks``' documents): the one
-        sequence that full builds (engine/index/build.py), catalog writes (engine/runtime/writes.py) and in-memory
-        evaluation (``Recommender.from_publications``) share, so an answer does not depend on which made it.
-
-        ``adaptation`` is an already fitted one (a write's incremental update); ``base`` an index holding the
-        previous vectors, of which only ``changed`` ids (and ids no longer in the catalog) are replaced, so a
-        write does not rebuild a large HNSW graph.
+        sequence that full builds (engine/index/build.py) and in-memory evaluation (``Recommender.from_publications``)
+        share, so an answer does not depend on which made it. ``adaptation`` is an already fitted one.
         """
 
         publications = list(publications)
@@ -146,18 +136,7 @@ class Build:
             vectors = adaptation.document_vectors(chunks)
         else:
             adaptation, vectors = None, chunks.pooled()
-        index = None
-        if base is not None:
-            index = base.copy()
-            present = set(ids)
-            index.remove([key for key in index.ids if key not in present])
-            row = {key: i for i, key in enumerate(ids)}
-            replaced = [key for key in dict.fromkeys(changed) if key in row]
-            index.add(replaced, vectors[[row[key] for key in replaced]])
-            if index.tombstones > _MAX_TOMBSTONES * len(ids):
-                index = None  # searches skip tombstones by asking FAISS for more: past a point, build afresh
-        if index is None:
-            index = VectorIndex(chunks.vectors.shape[1], model, storage=options.storage).build(ids, vectors)
+        index = VectorIndex(chunks.vectors.shape[1], model, storage=options.storage).build(ids, vectors)
         if options.storage != "float32":
             # Calibrate and rank the lists on what searches will see: the stored, rounded vectors.
             vectors = index.vectors(ids)
@@ -185,9 +164,13 @@ class Build:
         """The build's id ("in-memory" before it is saved)."""
         return self.manifest.build_id if self.manifest else "in-memory"
 
-    def save(self, index_dir: Path, *, sources: Sequence[str] = (), digest: str | None = None) -> Build:
+    def save(
+        self, index_dir: Path, *, generation: int, sources: Sequence[str] = (), digest: str | None = None
+    ) -> Build:
         """Write this build as a new build folder of ``index_dir`` and flip ``current`` to it; return it with its
-        manifest and folder. ``digest`` is the catalog's :func:`catalog_hash` when the caller has it already."""
+        manifest and folder. ``generation`` is the catalog store's generation the publications were read at;
+        ``digest`` the catalog's :func:`catalog_hash` when the caller has it already. Callers hold the build lock
+        (engine/index/folder.py)."""
         if self.chunks is None:
             raise ValueError("this build has no chunk vectors (a loaded or hand-made build): assemble one to save")
         builds = Path(index_dir) / BUILDS
@@ -215,17 +198,16 @@ class Build:
                 options=self.options.as_dict(),
                 language_correction=self.calibration.describe() if self.calibration else None,
                 checksums={p.name: sha256_file(p) for p in sorted(staging.iterdir())},
+                store_generation=generation,
                 **description,
             )
             manifest.write(staging)
-            _fsync_tree(staging)
-            final = builds / build_id
-            os.replace(staging, final)
+            fsync_tree(staging)
+            final = publish_build(Path(index_dir), staging, build_id)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _point_current(Path(index_dir), Path(BUILDS) / build_id)
-        _prune(builds, keep=final)
+        prune_builds(Path(index_dir), keep=final)
         return replace(self, manifest=manifest, folder=final)
 
     @classmethod
@@ -272,22 +254,18 @@ class Build:
         """The model's chunk vectors of a saved build (document ids, chunks), or None when it kept none."""
         return ChunkVectors.load(self.folder / CHUNKS_FILE) if self.folder else None
 
-    def stored_adaptation(self) -> CatalogAdaptation | None:
-        """The catalog adaptation of a saved build with its chunk graph (writes update the graph)."""
-        return CatalogAdaptation.load(self.folder / ADAPTATION_FILE) if self.folder else None
-
     @staticmethod
-    def up_to_date(index_dir: Path, model: str, digest: str, options: BuildOptions) -> Path | None:
-        """The current build's folder if it was made from this catalog with this model and options and is
-        intact, else None."""
+    def up_to_date(index_dir: Path, model: str, generation: int, options: BuildOptions) -> Path | None:
+        """The current build's folder if it holds the store at ``generation`` with this model and options and
+        is intact, else None."""
         link = Path(index_dir) / CURRENT
         if not link.is_dir():
             return None
         folder = link.resolve()
         try:
             manifest = BuildManifest.read(folder)
-            made_from = [manifest.model, manifest.catalog_hash, manifest.options, manifest.format_version]
-            if made_from == [model, digest, options.as_dict(), FORMAT_VERSION]:
+            made_from = [manifest.model, manifest.store_generation, manifest.options, manifest.format_version]
+            if made_from == [model, generation, options.as_dict(), FORMAT_VERSION]:
                 verify_build(folder, manifest)
                 return folder
         except (OSError, IndexLoadError):
@@ -298,20 +276,19 @@ class Build:
 def verify_build(folder: Path, manifest: BuildManifest | None = None) -> None:
     """Check every file against the checksums in the manifest; :class:`IndexLoadError` on any difference."""
     manifest = manifest or BuildManifest.read(folder)
+    unchecked = [name for name in (INDEX_FILE, IDS_FILE, CATALOG_FILE) if name not in manifest.checksums]
+    if unchecked:
+        # Without its checksums a damaged file would load and fail on every request instead of here.
+        raise IndexLoadError(
+            f"the manifest of {folder} has no checksum for {', '.join(unchecked)}; rebuild the index with "
+            "scripts/build_index.py"
+        )
     for name, expected in manifest.checksums.items():
         path = folder / name
         if not path.is_file():
             raise IndexLoadError(f"{path} is missing from the build; rebuild the index")
         if sha256_file(path) != expected:
             raise IndexLoadError(f"{path} is corrupted (checksum mismatch with the manifest); rebuild the index")
-
-
-def resolve_build(index_dir: Path) -> Path:
-    """The folder holding the current build: ``index_dir/current`` if present, else ``index_dir`` itself."""
-    link = Path(index_dir) / CURRENT
-    if link.exists():
-        return link.resolve()
-    return Path(index_dir)
 
 
 def _rebuild_flags(options: dict[str, Any]) -> str:
@@ -326,25 +303,4 @@ def _rebuild_flags(options: dict[str, Any]) -> str:
     return "".join(f" {flag}" for flag in flags)
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
-
-
-def _point_current(index_dir: Path, target: Path) -> None:
-    link = index_dir / CURRENT
-    temporary = index_dir / f".{CURRENT}-{uuid.uuid4().hex[:8]}"
-    os.symlink(target, temporary)
-    os.replace(temporary, link)  # rename(2) over the old symlink is atomic
-
-
-def _prune(builds: Path, keep: Path) -> None:
-    """Delete old builds beyond the newest ``KEEP_BUILDS`` (never the current one) and stale staging."""
-    finished = sorted((p for p in builds.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
-    for old in finished[:-KEEP_BUILDS]:
-        if old != keep:
-            shutil.rmtree(old, ignore_errors=True)
-    for stale in builds.glob(".staging-*"):
-        if time.time() - stale.stat().st_mtime > 3600:
-            shutil.rmtree(stale, ignore_errors=True)
+__all__ = ["BUILDS", "CURRENT", "Build", "BuildManifest", "resolve_build", "verify_build"]

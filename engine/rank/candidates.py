@@ -3,7 +3,9 @@
 Answers from the build's precomputed neighbour lists (engine/index/neighbours.py) when the query is a catalog
 item and its list holds enough items that pass; otherwise by an index search that widens until no
 unseen item can beat the last one kept. Both give the same items in the same order on an exact index
-(on HNSW the lists come from a wider search; see engine/index/neighbours.py).
+(on HNSW the lists come from a wider search; see engine/index/neighbours.py). With catalog changes since the
+build (engine/index/delta.py), a list skips the items changed or deleted since and is merged with the written
+items, scored exactly; a written item's own list is out of date, so it is searched.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from engine.catalog.records import Publication
 from engine.index.calibrate import LanguageCalibration
+from engine.index.delta import DeltaIndex
 from engine.index.neighbours import NeighbourLists
 from engine.index.vectors import VectorIndex
 
@@ -41,7 +44,7 @@ class CandidateSearch:
 
     def __init__(
         self,
-        index: VectorIndex,
+        index: VectorIndex | DeltaIndex,
         publications: Mapping[str, Publication],
         calibration: LanguageCalibration | None,
         neighbours: NeighbourLists | None = None,
@@ -50,6 +53,7 @@ class CandidateSearch:
         self.publications = publications
         self.calibration = calibration
         self.neighbours = neighbours
+        self._delta = index if isinstance(index, DeltaIndex) else None
         self._languages = frozenset(p.language for p in publications.values())
 
     def calibrator(self, vector: np.ndarray) -> Calibrator:
@@ -80,25 +84,42 @@ class CandidateSearch:
         """The ``n`` best publications by ``calibrate`` that pass ``keep``; ``source`` is the catalog item the
         vector belongs to, if any (its neighbour list may answer)."""
         if source is not None and self.neighbours is not None:
-            listed = self._from_list(source, keep, n)
+            listed = self._from_list(source, keep, n, vector, calibrate)
             if listed is not None:
                 return listed
         return self._search(vector, keep, n, calibrate)
 
-    def _from_list(self, source: str, keep: Callable[[Publication], bool], n: int) -> list[Candidate] | None:
-        entry = self.neighbours.of(source)
+    def _from_list(
+        self, source: str, keep: Callable[[Publication], bool], n: int, vector: np.ndarray, calibrate: Calibrator
+    ) -> list[Candidate] | None:
+        hidden = self._delta.hidden if self._delta is not None else frozenset()
+        entry = self.neighbours.of(source) if source not in hidden else None
         if entry is None:
             return None
         kept: list[Candidate] = []
         ids, publications = self.neighbours.ids, self.publications
         for position, similarity, calibrated in zip(*entry, strict=True):
-            publication = publications[ids[position]]
+            key = ids[position]
+            if key in hidden:
+                continue
+            publication = publications[key]
             if keep(publication):
                 kept.append(Candidate(publication, similarity, calibrated))
                 if len(kept) == n:
-                    return kept
-        # Fewer than n passed: the whole answer only if the list holds every other item.
-        return kept if self.neighbours.complete else None
+                    break
+        else:
+            # Fewer than n passed: the whole answer only if the list holds every other item.
+            if not self.neighbours.complete:
+                return None
+        if self._delta is None:
+            return kept
+        # The first n that pass are the build's best n; the written items compete with them on the same key.
+        for key, similarity in self._delta.fresh_hits(vector):
+            publication = publications[key]
+            if key != source and keep(publication):
+                kept.append(Candidate(publication, similarity, calibrate(publication.language, similarity)))
+        kept.sort(key=lambda c: c.calibrated, reverse=True)
+        return kept[:n]
 
     def _search(
         self, vector: np.ndarray, keep: Callable[[Publication], bool], n: int, calibrate: Calibrator

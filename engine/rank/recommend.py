@@ -18,11 +18,11 @@ from engine.catalog.records import Publication
 from engine.catalog.text import publication_text
 from engine.encode.chunks import ChunkVectors, normalize
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached, encode_chunks
-from engine.index.adaptation import centre
+from engine.index.delta import Delta, DeltaIndex, outside_vectors
 from engine.index.options import BuildOptions
 from engine.index.overrides import Overrides
 from engine.index.store import Build
-from engine.index.vectors import IndexLoadError
+from engine.index.vectors import IndexLoadError, VectorIndex
 from engine.rank.candidates import Calibrator, Candidate, CandidateSearch
 from engine.rank.explain import terms_of
 from engine.rank.items import ItemBuilder, Seed, snippet
@@ -52,26 +52,39 @@ _UNLIKE_WEIGHT = 0.5
 
 
 class Recommender:
-    """A loaded index, its catalog and overrides; answers related-items queries. Read-only once built."""
+    """A loaded build, the catalog changes made since (``delta``) and the overrides; answers related-items
+    queries. Read-only once built: a later change makes a new one."""
 
-    def __init__(self, build: Build, overrides: Overrides | None = None, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        build: Build,
+        overrides: Overrides | None = None,
+        encoder: Encoder | None = None,
+        delta: Delta | None = None,
+    ) -> None:
         self.build = build
-        self.publications = {p.id: p for p in build.publications}
+        built = {p.id: p for p in build.publications}
         index, neighbours = build.index, build.neighbours
-        missing = [p for p in self.publications if p not in index]
-        if missing or len(index) != len(self.publications):
+        missing = [p for p in built if p not in index]
+        if missing or len(index) != len(built):
             raise IndexLoadError(
-                f"index and catalog disagree ({len(index)} vectors, {len(self.publications)} publications, "
+                f"index and catalog disagree ({len(index)} vectors, {len(built)} publications, "
                 f"{len(missing)} without a vector); rebuild the index"
             )
-        if neighbours is not None and (
-            len(neighbours) != len(self.publications) or any(i not in self.publications for i in neighbours.ids)
-        ):
+        if neighbours is not None and (len(neighbours) != len(built) or any(i not in built for i in neighbours.ids)):
             raise IndexLoadError("the neighbour lists do not match the catalog of the build; rebuild the index")
-        self.index = index
+        if delta is None:
+            delta = Delta(build.manifest.store_generation or 0 if build.manifest is not None else 0)
+        self.delta = delta
+        self.publications = built
+        self.index: VectorIndex | DeltaIndex = index
+        if len(self.delta):
+            self.publications = {key: p for key, p in built.items() if key not in self.delta.deleted}
+            self.publications.update((p.id, p) for p in self.delta.upserted)
+            self.index = DeltaIndex(index, self.delta)
         self.overrides = overrides or Overrides()
         self.encoder = encoder
-        self._search = CandidateSearch(index, self.publications, build.calibration, neighbours)
+        self._search = CandidateSearch(self.index, self.publications, build.calibration, neighbours)
         self._items = ItemBuilder(self.publications)
         self._browser: CatalogBrowser | None = None
         self._warm = threading.Event()
@@ -113,9 +126,14 @@ class Recommender:
         return len(self._items.groups)
 
     @property
+    def generation(self) -> int:
+        """The catalog store's generation this recommender serves (its build's, plus the changes since)."""
+        return self.delta.generation
+
+    @property
     def version(self) -> str:
-        """Identifies what answers are computed from (build and overrides), for cache validators."""
-        return f"{self.build.build_id}.{self.overrides.version}"
+        """Identifies what answers are computed from (build, changes since, overrides), for cache validators."""
+        return f"{self.build.build_id}.{self.generation}.{self.overrides.version}"
 
     def warm(self) -> None:
         """Compute now what the first request would otherwise pay for: the term statistics of explanations
@@ -257,14 +275,7 @@ class Recommender:
         if self.encoder is None:
             raise EncoderUnavailableError("this service was started without a model; free-text queries are off")
         chunks = encode_chunks(self.encoder, [text], languages=[language])
-        if self.build.adaptation is None:
-            return chunks.pooled()[0]
-        # Centred like the catalog's chunks, then smoothed toward its nearest catalog items (found among the
-        # adapted vectors: the draft has no place in the build's chunk graph).
-        centred = chunks.pooled(centre(chunks.vectors, self.build.adaptation.mean))[0]
-        hits = self.index.search(centred, self.build.adaptation.k)[0] if self.build.adaptation.k else []
-        neighbours = self.index.vectors([item_id for item_id, _ in hits]) if hits else np.zeros((0, len(centred)))
-        return self.build.adaptation.smooth_query(centred, neighbours, np.array([score for _, score in hits]))
+        return outside_vectors(self.build.adaptation, self.index, chunks)[0]
 
     # ----- ranking -----
 

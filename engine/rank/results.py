@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-class UnknownPublicationError(KeyError):
-    """No publication with this id in the index."""
-
-    def __init__(self, publication_id: str) -> None:
-        self.publication_id = publication_id
-        super().__init__(publication_id)
-
-    def __str__(self) -> str:
-        return f"publication {self.publication_id!r} not found"
+from engine.catalog.records import UnknownPublicationError as UnknownPublicationError  # re-exported
 
 
 class TextTooLongError(ValueError):

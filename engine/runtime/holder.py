@@ -1,8 +1,11 @@
-"""The recommender in service: loaded once, reloaded without downtime, optionally on index changes.
+"""The recommender in service: loaded once, kept in step with the catalog store, reloaded without downtime.
 
-Requests take a reference to the current :class:`Recommender` and keep it to the end, so a reload
-(which loads the new index completely before one reference swap) never disturbs a request in flight.
-A new index that fails to load is refused and the old one stays in service.
+Requests take a reference to the current :class:`Recommender` and keep it to the end, so a reload or a write
+(each makes a new recommender completely before one reference swap) never disturbs a request in flight. A new
+build that fails to load is refused and the old one stays in service.
+
+Every worker follows the catalog store (engine/index/catalog_store.py): a write committed by any of them, a
+build made by ``scripts/build_index.py`` or a reload asked of any of them reaches all within a second.
 """
 
 from __future__ import annotations
@@ -11,21 +14,27 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.catalog.records import CatalogError, Publication
+import numpy as np
+
+from engine.catalog.records import Publication
 from engine.encode.embed import EmbeddingCache, Encoder
-from engine.index.overrides import OVERRIDES_FILE, OverridesError
-from engine.index.store import resolve_build
-from engine.index.vectors import IndexLoadError
+from engine.index.catalog_store import CatalogStore, Change, StoreBusyError, StoreUnavailableError
+from engine.index.overrides import OVERRIDES_FILE, OverridesError, OverridesFile, read_overrides
+from engine.index.store import Build, resolve_build
 from engine.rank.recommend import Recommender
-from engine.runtime.loading import load_recommender
-from engine.runtime.writes import WriteReport, apply_writes
+from engine.runtime.loading import LOAD_ERRORS, compose, load_build
+from engine.runtime.writes import WriteRejectedError, WriteReport, check_write, encode_upserts
 
 logger = logging.getLogger(__name__)
+# How often a worker looks at the store (and, with --watch, the index folder): writes, builds and reloads
+# made elsewhere are served within this, plus the time to compose them.
+FOLLOW_INTERVAL = 0.25
 
 
 class NotReadyError(RuntimeError):
@@ -61,12 +70,22 @@ class EngineHolder:
         self.expected_model = expected_model
         self.encoder = encoder
         self.cache = cache
+        self.store: CatalogStore | None = None
         self._current: Recommender | None = None
         self.loaded_at: str | None = None
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # of the last reload or catch-up that failed, until one succeeds
+        self.fallback: str | None = None  # why an older build is served, when the current one is unusable
+        self.pending = 0  # store changes waiting for a build (imported records being built)
+        self._base: Build | None = None
+        self._overrides: OverridesFile | None = None
+        self._changes: dict[str, Change] = {}
+        self._vectors: dict[tuple[str, int], np.ndarray] = {}
+        self._applied = 0  # the store generation served
+        self._reloads_seen = 0
+        self._signature: tuple[str, int] | None = None
         self._reload_lock = threading.Lock()
         self._warm_lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
+        self._follower: threading.Thread | None = None
         self._stop = threading.Event()
 
     @property
@@ -82,19 +101,39 @@ class EngineHolder:
         """Whether an index is in service."""
         return self._current is not None
 
-    def reload(self) -> ReloadReport:
-        """Load the current build of the index folder and swap it in; on failure keep the old one."""
+    @property
+    def generation(self) -> int:
+        """The catalog store generation served."""
+        return self._applied
+
+    def reload(self, *, everywhere: bool = False) -> ReloadReport:
+        """Load the current build of the index folder with the store's changes since, and swap it in; on
+        failure keep the old one. ``everywhere``: then ask every other worker to reload too."""
         with self._reload_lock:
             previous = self._current
+            # Seen before loading, failed or not: a failure is retried when something changes again, not in a loop.
+            self._signature = self.signature()
             try:
-                fresh = load_recommender(self.index_dir, self.expected_model, self.encoder)
+                if self.store is not None:
+                    self._reloads_seen = self.store.reloads()
+                build, fallback = load_build(self.index_dir, self.expected_model)
+                overrides = read_overrides(self.index_dir)
+                store = self._open_store(build)
+                generation, changes = self._changes_after(store, build)
+                vectors: dict[tuple[str, int], np.ndarray] = {}
+                fresh, pending = compose(build, overrides, changes.values(), generation, self.encoder, vectors)
                 fresh.warm()  # the old build serves meanwhile; no request pays for the new one's first use
-            except (IndexLoadError, CatalogError, OverridesError, OSError, ValueError) as exc:
+            except (*LOAD_ERRORS, OverridesError, StoreBusyError, StoreUnavailableError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 kept = previous.build.build_id if previous else None
                 logger.error("reload refused, keeping build %s: %s", kept, self.last_error)
                 raise ReloadError(self.last_error) from exc
+            self._base, self._overrides, self._changes, self._vectors = build, overrides, changes, vectors
+            self._applied = generation
+            self.fallback, self.pending = fallback, pending
             self._swap_in(fresh)
+            if everywhere and store is not None:
+                self._reloads_seen = store.request_reload()
             report = ReloadReport(
                 build_id=fresh.build.build_id,
                 previous_build_id=previous.build.build_id if previous else None,
@@ -102,22 +141,83 @@ class EngineHolder:
                 changed=previous is None or previous.version != fresh.version,
                 warnings=fresh.overrides.warnings,
             )
-            logger.info("serving build %s (%d publications)", report.build_id, report.publications)
+            logger.info(
+                "serving build %s at generation %d (%d publications, %d changes since the build)",
+                report.build_id,
+                generation,
+                report.publications,
+                len(fresh.delta),
+            )
             return report
 
     def write(self, upserts: Sequence[Publication] = (), deletes: Sequence[str] = ()) -> WriteReport:
-        """Upsert and/or delete publications: a new build on disk, then swapped in (see engine/runtime/writes.py)."""
-        with self._reload_lock:
-            report = apply_writes(
-                self.current, self.index_dir, upserts=upserts, deletes=deletes, encoder=self.encoder, cache=self.cache
+        """Upsert and/or delete publications: committed to the store (durable when this returns), then served
+        by this worker at once and by every other within a second. Nothing is rebuilt."""
+        check_write(upserts, deletes)
+        recommender = self.current
+        if self.store is None:
+            raise WriteRejectedError(
+                f"this service has no catalog store in {self.index_dir} (read-only?); it serves the build as is"
             )
-            fresh = load_recommender(self.index_dir, self.expected_model, self.encoder)
+        if deletes and not upserts and len(deletes) >= len(recommender):
+            raise WriteRejectedError("a write may not remove every publication; build an index from a catalog instead")
+        # Encoded before the store's lock is taken: other writers wait for the commit only.
+        encoded = encode_upserts(self.encoder, upserts, self.cache)
+        generation = self.store.write(encoded, deletes)
+        self.catch_up()
+        served = self.current
+        logger.info("write: %d upserted, %d deleted -> generation %d", len(upserts), len(deletes), generation)
+        return WriteReport(
+            served.build.build_id,
+            generation,
+            tuple(p.id for p in upserts),
+            tuple(deletes),
+            len(served),
+        )
+
+    def catch_up(self) -> bool:
+        """Serve the store's changes committed since the generation in service; whether there were any."""
+        with self._reload_lock:
+            if self.store is None or self._base is None:
+                return False
+            generation, changes = self.store.changes_since(self._applied)
+            if generation <= self._applied:
+                return False
+            merged = {**self._changes, **{c.id: c for c in changes}}
+            fresh, pending = compose(
+                self._base, self._overrides, merged.values(), generation, self.encoder, self._vectors
+            )
+            live = {(c.id, c.version) for c in merged.values()}
+            for stale in [key for key in self._vectors if key not in live]:
+                del self._vectors[stale]
+            self._changes, self._applied, self.pending = merged, generation, pending
             self._swap_in(fresh)
-            logger.info("write: %d upserted, %d deleted -> build %s", len(upserts), len(deletes), report.build_id)
         # Acknowledged without waiting for the term statistics (a minute at 100k items): they are computed
         # right after, in the background; an explanation asked meanwhile waits for them off the event loop.
         threading.Thread(target=self._warm_if_current, args=(fresh,), name="warm-after-write", daemon=True).start()
-        return report
+        return True
+
+    def _open_store(self, build: Build) -> CatalogStore | None:
+        """The index folder's store, seeded from ``build`` when it was lost; None when it cannot be opened (the
+        build is then served as it is, without writes)."""
+        if self.store is None:
+            try:
+                self.store = CatalogStore.of(self.index_dir)
+            except StoreUnavailableError as exc:
+                logger.warning("%s; serving the build without writes", exc)
+                return None
+            self._reloads_seen = self.store.reloads()
+        generation = build.manifest.store_generation if build.manifest else None
+        if generation is not None and self.store.seed(build.publications, generation):
+            logger.warning("the catalog store was empty: seeded from build %s", build.build_id)
+        return self.store
+
+    def _changes_after(self, store: CatalogStore | None, build: Build) -> tuple[int, dict[str, Change]]:
+        base = build.manifest.store_generation if build.manifest and build.manifest.store_generation else 0
+        if store is None:
+            return base, {}
+        generation, changes = store.changes_since(base)
+        return max(generation, base), {c.id: c for c in changes}
 
     def _warm_if_current(self, recommender: Recommender) -> None:
         """Warm ``recommender`` unless a later write replaced it meanwhile (one warm-up at a time)."""
@@ -146,40 +246,55 @@ class EngineHolder:
             self.reload()
 
     def signature(self) -> tuple[str, int]:
-        """What the watcher compares: the current build folder and the overrides file's mtime."""
+        """What ``--watch`` compares: the current build folder and the overrides file's mtime."""
         overrides = self.index_dir / OVERRIDES_FILE
         try:
             mtime = overrides.stat().st_mtime_ns
-        except FileNotFoundError:
+        except OSError:
             mtime = 0
         return str(resolve_build(self.index_dir)), mtime
 
-    def start_watching(self, interval: float = 1.0) -> None:
-        """Poll the index folder every ``interval`` seconds and reload when it changes.
+    def follow_once(self, *, watch: bool = False) -> None:
+        """One look at the store (and with ``watch`` at the index folder): reload or catch up if it moved."""
+        if self._current is None:
+            if self.signature() != self._signature:  # not loaded yet: try again once the folder changes
+                self.try_load()
+            return
+        moved = self.store is not None and self.store.reloads() != self._reloads_seen
+        if moved or (watch and self.signature() != self._signature):
+            self.reload()
+        elif self.store is not None and self.store.generation() != self._applied:
+            self.catch_up()
 
-        Polling a symlink and one mtime is cheap and works on every filesystem, unlike inotify.
-        """
-        if self._watcher is not None:
+    def start_following(self, interval: float = FOLLOW_INTERVAL, *, watch: bool = False) -> None:
+        """Follow the store every ``interval`` seconds in a thread (and with ``watch`` the index folder: a new
+        ``current`` link or an edited ``overrides.json``). Polling one row and one mtime is cheap and works on
+        every filesystem, unlike inotify. A failure is logged and kept for ``/ready``; the thread goes on."""
+        if self._follower is not None:
             return
         self._stop.clear()
-        last = self.signature()
 
-        def watch() -> None:
-            nonlocal last
+        def follow() -> None:
             while not self._stop.wait(interval):
-                now = self.signature()
-                if now == last:
-                    continue
-                last = now
-                with contextlib.suppress(ReloadError):  # logged, and the previous build stays in service
-                    self.reload()
+                try:
+                    self.follow_once(watch=watch)
+                except ReloadError:
+                    pass  # logged, kept in last_error; the previous build stays in service
+                except Exception as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    logger.exception("following the store failed; retrying in %.2fs", interval)
 
-        self._watcher = threading.Thread(target=watch, name="index-watcher", daemon=True)
-        self._watcher.start()
+        self._follower = threading.Thread(target=follow, name="store-follower", daemon=True)
+        self._follower.start()
 
-    def stop_watching(self) -> None:
-        """Stop the watcher thread, if any."""
+    def stop_following(self) -> None:
+        """Stop the follower thread, if any."""
         self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=5)
-            self._watcher = None
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+            self._follower = None
+
+    @property
+    def worker(self) -> int:
+        """This worker's process id (``/ready`` shows which worker answered)."""
+        return os.getpid()

@@ -8,6 +8,7 @@ import numpy as np
 
 from engine.catalog.records import Publication
 from engine.encode.chunks import ChunkVectors
+from engine.index.catalog_store import CatalogStore
 from engine.index.options import BuildOptions
 from engine.index.store import Build
 
@@ -48,4 +49,11 @@ def synthetic_build(index_dir: Path, n: int, model: str) -> None:
     writer (index, neighbour lists, calibration, checksums) and recorded as built with ``model``, so a
     service configured with that model loads it like any build (and encodes drafts with the real model)."""
     chunks = ChunkVectors.of_documents(synthetic_vectors(n))
-    Build.assemble(synthetic_publications(n), chunks, model, BuildOptions()).save(index_dir, sources=["synthetic"])
+    publications = synthetic_publications(n)
+    store = CatalogStore.of(index_dir)
+    try:
+        generation = store.import_catalog(publications).generation
+    finally:
+        store.close()
+    build = Build.assemble(publications, chunks, model, BuildOptions())
+    build.save(index_dir, generation=generation, sources=["synthetic"])
