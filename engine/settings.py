@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         "`current` link, an edited overrides.json (writes, builds and reloads are always followed).",
     )
     follow_interval: float = Field(
-        default=0.25,
+        default=0.1,
         gt=0,
         le=60,
         description="Seconds between looks at the catalog store (and with watch, the index folder): writes, "

@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             changes_since_build=len(recommender.delta),
             pending_build=holder.pending,
             worker=holder.worker,
+            serving_since=holder.serving_since,
             fallback=holder.fallback,
             last_error=holder.last_error,
         )

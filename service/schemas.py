@@ -276,6 +276,7 @@ class ReadyResponse(BaseModel):
     changes_since_build: int = Field(description="publications written or deleted since the build, served beside it")
     pending_build: int = Field(description="imported publications waiting for the build being made")
     worker: int = Field(description="process id of the worker that answered")
+    serving_since: float | None = Field(description="when this worker began serving this generation (Unix time)")
     fallback: str | None = Field(description="why an older build is served, when the current one is unusable")
     last_error: str | None = Field(description="the last reload or catch-up that failed (the previous state is served)")
 

@@ -37,7 +37,7 @@ class Server:
     """scripts/serve.py as a real process on a free loopback port, ready when constructed."""
 
     def __init__(self, index_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        settings = {"RCE_ADMIN_TOKEN": TOKEN, "RCE_WATCH_INTERVAL": "0.2", **(env or {})}
+        settings = {"RCE_ADMIN_TOKEN": TOKEN, **(env or {})}
         self._server = start_server(index_dir, *extra, env=settings)
         self.process = self._server["process"]
         self.base = self._server["base"]
@@ -78,7 +78,18 @@ def rebuild_with_new_item(tmp_path: Path, index_dir: Path, encoder, cache: Embed
     assert report.encoded == 1  # everything else came from the cache
 
 
-def test_reload_under_load_serves_the_new_item_without_a_failed_request(tmp_path: Path, real_encoder) -> None:
+def every_worker(base: str, workers: int, condition, timeout: float = 10) -> float:
+    """Seconds until ``workers`` distinct workers answered /ready with ``condition`` true (fresh connections)."""
+    started, seen = time.monotonic(), set()
+    while len(seen) < workers:
+        assert time.monotonic() - started < timeout, f"only workers {seen} got there in {timeout}s"
+        ready = httpx.get(f"{base}/ready").json()
+        if condition(ready):
+            seen.add(ready["worker"])
+    return time.monotonic() - started
+
+
+def test_a_build_under_load_is_served_without_a_failed_request(tmp_path: Path, real_encoder) -> None:
     index_dir = tmp_path / "index"
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
     build_index([DEMO_CATALOG], index_dir, real_encoder, cache=cache)
@@ -90,11 +101,8 @@ def test_reload_under_load_serves_the_new_item_without_a_failed_request(tmp_path
         loop.start()
         time.sleep(0.5)
         rebuild_with_new_item(tmp_path, index_dir, real_encoder, cache)
-        denied = httpx.post(f"{server.base}/admin/reload")
-        assert denied.status_code == 401
-        reload = httpx.post(f"{server.base}/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-        assert reload.status_code == 200, reload.text
-        assert reload.json()["previous_build_id"] == before["build_id"] and reload.json()["publications"] == 137
+        # The build announces itself through the catalog store: served without a reload call.
+        every_worker(server.base, 1, lambda ready: ready["build_id"] != before["build_id"], timeout=5)
         time.sleep(0.5)
         outcomes = loop.finish()
         assert set(outcomes) == {"ok"} and outcomes["ok"] >= 20, outcomes
@@ -104,22 +112,62 @@ def test_reload_under_load_serves_the_new_item_without_a_failed_request(tmp_path
         assert NEW_ITEM["id"] in [item["id"] for item in related["items"]]
         draft = httpx.post(f"{server.base}/related?k=3", json={"title": NEW_ITEM["title"], "language": "en"}).json()
         assert draft["items"][0]["id"] == NEW_ITEM["id"]  # free text goes through the real model
+        assert httpx.post(f"{server.base}/admin/reload").status_code == 401
+        reload = httpx.post(f"{server.base}/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        assert reload.status_code == 200 and reload.json()["publications"] == 137
     finally:
         server.stop()
 
 
-def test_watch_reloads_a_new_build_by_itself(tmp_path: Path, real_encoder) -> None:
+def test_two_workers_serve_every_write_build_and_reload_within_a_second(tmp_path: Path, real_encoder) -> None:
     index_dir = tmp_path / "index"
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
     build_index([DEMO_CATALOG], index_dir, real_encoder, cache=cache)
+    server = Server(index_dir, "--workers", "2")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        every_worker(server.base, 2, lambda ready: True, timeout=60)  # both loaded
+        written = httpx.post(f"{server.base}/publications", json=NEW_ITEM, headers=auth, timeout=60).json()
+        seconds = every_worker(server.base, 2, lambda ready: ready["generation"] >= written["generation"])
+        assert seconds < 1.0
+        for _ in range(6):  # fresh connections: both workers answer some
+            assert httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code == 200
+        # A batch build from the catalog file keeps the API's write, and every worker serves it.
+        report = build_index([DEMO_CATALOG], index_dir, real_encoder, cache=cache)
+        assert report.imported.kept == 1 and report.items == 137
+        build_id = report.build_dir.name
+        assert every_worker(server.base, 2, lambda ready: ready["build_id"] == build_id) < 1.0
+        assert all(httpx.get(f"{server.base}/ready").json()["changes_since_build"] == 0 for _ in range(4))
+        # A reload asked of one worker reaches both.
+        since = httpx.get(f"{server.base}/ready").json()["serving_since"]
+        assert httpx.post(f"{server.base}/admin/reload", headers=auth, timeout=60).status_code == 200
+        assert every_worker(server.base, 2, lambda ready: ready["serving_since"] > since) < 1.0
+        deleted = httpx.delete(f"{server.base}/publications/{NEW_ITEM['id']}", headers=auth).json()
+        every_worker(server.base, 2, lambda ready: ready["generation"] >= deleted["generation"])
+        assert all(httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code == 404 for _ in range(6))
+    finally:
+        server.stop()
+
+
+def test_watch_serves_an_edited_overrides_file_and_survives_a_bad_one(tmp_path: Path, real_encoder) -> None:
+    index_dir = tmp_path / "index"
+    build_index([DEMO_CATALOG], index_dir, real_encoder, cache=EmbeddingCache(tmp_path / "cache.sqlite"))
     server = Server(index_dir, "--watch", "--no-model")
     try:
-        rebuild_with_new_item(tmp_path, index_dir, real_encoder, cache)
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code != 200:
-            assert time.monotonic() < deadline, "the watcher did not pick up the new build"
-            time.sleep(0.2)
-        assert httpx.get(f"{server.base}/ready").json()["publications"] == 137
+        first = httpx.get(f"{server.base}/publications/{SEED}/related", params={"k": 1}).json()["items"][0]["id"]
+        (index_dir / "overrides.json").write_text("{not json")
+        deadline = time.monotonic() + 10
+        while not (httpx.get(f"{server.base}/ready").json()["last_error"] or "").count("overrides.json"):
+            assert time.monotonic() < deadline, "the bad overrides file was not reported"
+            time.sleep(0.1)
+        # The watcher went on: a fixed file is served.
+        (index_dir / "overrides.json").write_text(json.dumps({"banned": [first]}))
+        while (
+            httpx.get(f"{server.base}/publications/{SEED}/related", params={"k": 1}).json()["items"][0]["id"] == first
+        ):
+            assert time.monotonic() < deadline, "the watcher stopped after the bad file"
+            time.sleep(0.1)
+        assert httpx.get(f"{server.base}/ready").json()["last_error"] is None
         # without a model, free-text queries are refused clearly
         assert httpx.post(f"{server.base}/related", json={"title": "x"}).status_code == 503
     finally:

@@ -17,6 +17,8 @@ from scripts import (
     benchmark,
     build_index,
     compare_models,
+    crash_suite,
+    delta_quality,
     evaluate,
     hostile,
     prepare_model,
@@ -26,6 +28,7 @@ from scripts import (
     shape_attempts,
     stress,
     train_adapter,
+    write_latency,
 )
 from tests.conftest import SMALL_CATALOG
 from tests.fakes import write_jsonl
@@ -46,6 +49,9 @@ from tests.fakes import write_jsonl
         sample_catalog,
         shape_attempts,
         hostile,
+        crash_suite,
+        write_latency,
+        delta_quality,
     ],
 )
 def test_help(script, capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,6 +59,68 @@ def test_help(script, capsys: pytest.CaptureFixture[str]) -> None:
         script.main(["--help"])
     assert exited.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+# build_index.main with the fake encoder, for a child process with limits of its own.
+FAKE_BUILD = """
+import sys
+from scripts import build_index
+from tests.fakes import FakeEncoder
+build_index.open_encoder = lambda settings: FakeEncoder()
+sys.exit(build_index.main(sys.argv[1:]))
+"""
+
+
+def fake_build(args: list[str], file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run(
+        [sys.executable, "-c", FAKE_BUILD, *args],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit if file_size_limit else None,
+    )
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_the_build_in_service(tmp_path: Path) -> None:
+    words = ["trade", "climate", "water", "migration", "finance", "health", "security", "youth"]
+    records = [{"id": f"b{i}", "abstract": " ".join(words[j % 8] for j in range(i, i + 5))} for i in range(3000)]
+    catalog = write_jsonl(tmp_path / "c.jsonl", records)
+    args = ["--catalog", str(catalog), "--index-dir", str(tmp_path / "index"), "--no-cache", "--quiet"]
+    assert fake_build(args).returncode == 0
+    before = os.readlink(tmp_path / "index" / "current")
+    # No file may grow past 64 KiB (the vectors are 96 KB): as a full disk would, the build's writes fail.
+    failed = fake_build([*args, "--force"], file_size_limit=64 * 1024)
+    lines = failed.stderr.strip().splitlines()
+    assert failed.returncode == 4 and len(lines) == 1, failed.stderr
+    assert "vectors.faiss" in lines[0] and "no build was written, the one in service is unchanged" in lines[0]
+    assert os.readlink(tmp_path / "index" / "current") == before
+    assert not list((tmp_path / "index" / "builds").glob(".staging-*"))
+    assert len(load_recommender(tmp_path / "index")) == 3000
+
+
+def test_a_second_build_names_the_one_running_and_dry_runs_write_nothing(tmp_path: Path, capsys) -> None:
+    catalog = write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)
+    index_dir = tmp_path / "index"
+    args = ["--catalog", str(catalog), "--index-dir", str(index_dir), "--no-cache", "--quiet"]
+    assert fake_build(args).returncode == 0
+    from engine import BuildLock
+
+    with BuildLock(index_dir):
+        second = fake_build([*args, "--force"])
+    assert second.returncode == 5 and "another build of" in second.stderr and '"pid"' in second.stderr
+    smaller = write_jsonl(tmp_path / "d.jsonl", SMALL_CATALOG[:-1])
+    dry = fake_build(["--catalog", str(smaller), "--index-dir", str(index_dir), "--sync", "--dry-run"])
+    assert dry.returncode == 0 and "it would delete 1 absent from the files: h1" in dry.stdout
+    assert "dry run: nothing was written" in dry.stdout and len(load_recommender(index_dir)) == len(SMALL_CATALOG)
+    with pytest.raises(SystemExit):
+        build_index.main(["--index-dir", str(index_dir), "--sync"])
+    assert "--sync mirrors catalog files" in capsys.readouterr().err
 
 
 @pytest.mark.model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sqlite3
 import weakref
 from collections import Counter
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from engine import EngineHolder, RelatedQuery, build_index, get_settings, load_recommender
+from engine import CatalogStore, EngineHolder, RelatedQuery, build_index, get_settings, load_recommender
 from service.app import create_app
 from service.schemas import RelatedParams, RelatedResponse
 from tests.conftest import SMALL_CATALOG
@@ -386,6 +387,22 @@ def test_writes_upsert_and_delete_are_persisted(client: TestClient, small_index:
     restarted = load_recommender(small_index)
     assert "n1" in restarted.publications and "t3" not in restarted.publications
     assert restarted.publications["h1"].abstract == "health youth water"
+
+
+def test_a_busy_or_full_store_answers_503_and_writes_nothing(client: TestClient, small_index: Path) -> None:
+    holder = client.app.state.holder
+    holder.store = CatalogStore(small_index / "catalog.db", timeout=0.1)
+    other = sqlite3.connect(small_index / "catalog.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a batch import holds the write lock
+    response = client.post("/publications", json={"id": "n1", "abstract": "water"}, headers=AUTH)
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "busy" in response.json()["detail"]
+    other.execute("ROLLBACK")
+    store_db = holder.store._db
+    store_db.execute(f"PRAGMA max_page_count = {store_db.execute('PRAGMA page_count').fetchone()[0]}")
+    response = client.post("/publications", json={"id": "n2", "abstract": "water " * 3_000}, headers=AUTH)
+    assert response.status_code == 503 and "catalog.db cannot be used: database or disk is full" in response.text
+    assert client.get("/ready").json()["generation"] == 1 and client.get("/publications/n2").status_code == 404
 
 
 def test_bad_writes_are_422_naming_item_and_field(client: TestClient) -> None:

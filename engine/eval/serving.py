@@ -21,8 +21,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(index_dir: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
-    """Start scripts/serve.py on a free loopback port and wait until /ready answers 200."""
+def start_server(
+    index_dir: Path, *extra: str, env: dict[str, str] | None = None, start_new_session: bool = False
+) -> dict:
+    """Start scripts/serve.py on a free loopback port and wait until /ready answers 200 (``start_new_session``:
+    in its own process group, which one signal to the group reaches whole, workers included)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -38,6 +41,7 @@ def start_server(index_dir: Path, *extra: str, env: dict[str, str] | None = None
         ],
         cwd=PROJECT,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        start_new_session=start_new_session,
     )
     base = f"http://127.0.0.1:{port}"
     ready = wait_until(lambda: process.poll() is not None or fetch_status(base + "/ready") == 200, timeout=90)

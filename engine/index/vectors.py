@@ -11,6 +11,7 @@ next build drops them.
 
 from __future__ import annotations
 
+import errno
 import json
 import tempfile
 from collections.abc import Sequence
@@ -200,7 +201,12 @@ class VectorIndex:
 
     def save(self, index_path: Path, ids_path: Path) -> dict[str, Any]:
         """Write the FAISS file and the id map; return what a manifest records of the index."""
-        faiss.write_index(self._index, str(index_path))
+        try:
+            faiss.write_index(self._index, str(index_path))
+        except RuntimeError as exc:  # FAISS reports a failed write (full or read-only disk) without an errno
+            raise OSError(
+                errno.EIO, f"FAISS could not write it ({str(exc).splitlines()[0]})", str(index_path)
+            ) from None
         ids_path.write_text(json.dumps(sorted(self._id_of.items())), encoding="utf-8")
         return {
             "model": self.model,

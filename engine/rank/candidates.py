@@ -48,13 +48,15 @@ class CandidateSearch:
         publications: Mapping[str, Publication],
         calibration: LanguageCalibration | None,
         neighbours: NeighbourLists | None = None,
+        languages: frozenset[str | None] | None = None,
     ) -> None:
         self.index = index
         self.publications = publications
         self.calibration = calibration
         self.neighbours = neighbours
         self._delta = index if isinstance(index, DeltaIndex) else None
-        self._languages = frozenset(p.language for p in publications.values())
+        # Every language in the catalog (given when known, to spare a pass over it).
+        self._languages = languages if languages is not None else frozenset(p.language for p in publications.values())
 
     def calibrator(self, vector: np.ndarray) -> Calibrator:
         """The ranking key of an item of a language given its cosine to ``vector``: the per-language

@@ -7,7 +7,6 @@ kept, so a request only adds what depends on the query: score, rank and the expl
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,12 +39,9 @@ class Seed:
 class ItemBuilder:
     """Builds the items of a response for one catalog; dict writes are atomic, so threads may share it."""
 
-    def __init__(self, publications: Mapping[str, Publication]) -> None:
+    def __init__(self, publications: Mapping[str, Publication], groups: Mapping[str, tuple[str, ...]]) -> None:
         self.publications = publications
-        self.groups: dict[str, list[str]] = defaultdict(list)
-        for p in publications.values():
-            if p.group:
-                self.groups[p.group].append(p.id)
+        self.groups = groups  # translation group -> its members' ids
         self._terms: TermStatistics | None = None
         self._terms_lock = threading.Lock()
         self._translation_cache: dict[str, tuple[Translation, ...]] = {}
@@ -56,7 +52,7 @@ class ItemBuilder:
         """The other language versions of ``publication`` (its group, itself excluded)."""
         cached = self._translation_cache.get(publication.id)
         if cached is None:
-            members = self.groups.get(publication.group, []) if publication.group else []
+            members = self.groups.get(publication.group, ()) if publication.group else ()
             cached = tuple(Translation(i, self.publications[i].language) for i in members if i != publication.id)
             self._translation_cache[publication.id] = cached
         return cached

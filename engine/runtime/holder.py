@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ from engine.runtime.writes import WriteRejectedError, WriteReport, check_write, 
 logger = logging.getLogger(__name__)
 # How often a worker looks at the store (and, with --watch, the index folder): writes, builds and reloads
 # made elsewhere are served within this, plus the time to compose them.
-FOLLOW_INTERVAL = 0.25
+FOLLOW_INTERVAL = 0.1
+# Seconds without a new write before a worker computes the term statistics of explanations for its catalog.
+WARM_DELAY = 1.0
 
 
 class NotReadyError(RuntimeError):
@@ -73,6 +76,7 @@ class EngineHolder:
         self.store: CatalogStore | None = None
         self._current: Recommender | None = None
         self.loaded_at: str | None = None
+        self.serving_since: float | None = None
         self.last_error: str | None = None  # of the last reload or catch-up that failed, until one succeeds
         self.fallback: str | None = None  # why an older build is served, when the current one is unusable
         self.pending = 0  # store changes waiting for a build (imported records being built)
@@ -132,6 +136,8 @@ class EngineHolder:
             self._applied = generation
             self.fallback, self.pending = fallback, pending
             self._swap_in(fresh)
+            for warning in fresh.overrides.warnings:  # once a reload, not once a write
+                logger.warning(warning)
             if everywhere and store is not None:
                 self._reloads_seen = store.request_reload()
             report = ReloadReport(
@@ -185,16 +191,19 @@ class EngineHolder:
                 return False
             merged = {**self._changes, **{c.id: c for c in changes}}
             fresh, pending = compose(
-                self._base, self._overrides, merged.values(), generation, self.encoder, self._vectors
+                self._base, self._overrides, merged.values(), generation, self.encoder, self._vectors, self._current
             )
             live = {(c.id, c.version) for c in merged.values()}
             for stale in [key for key in self._vectors if key not in live]:
                 del self._vectors[stale]
             self._changes, self._applied, self.pending = merged, generation, pending
             self._swap_in(fresh)
-        # Acknowledged without waiting for the term statistics (a minute at 100k items): they are computed
-        # right after, in the background; an explanation asked meanwhile waits for them off the event loop.
-        threading.Thread(target=self._warm_if_current, args=(fresh,), name="warm-after-write", daemon=True).start()
+        # Served without waiting for the term statistics (a minute at 100k items): they are computed in the
+        # background once writes pause for WARM_DELAY, so a burst of writes pays for them once; an explanation
+        # asked meanwhile computes them off the event loop.
+        timer = threading.Timer(WARM_DELAY, self._warm_if_current, args=(fresh,))
+        timer.daemon = True
+        timer.start()
         return True
 
     def _open_store(self, build: Build) -> CatalogStore | None:
@@ -236,9 +245,8 @@ class EngineHolder:
         gc.collect()
         gc.freeze()
         self.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.serving_since = time.time()  # of this generation: how late a worker caught up is measurable
         self.last_error = None
-        for warning in fresh.overrides.warnings:
-            logger.warning(warning)
 
     def try_load(self) -> None:
         """Initial load: a failure is logged and reported by ``/ready`` instead of stopping the service."""
@@ -260,10 +268,10 @@ class EngineHolder:
             if self.signature() != self._signature:  # not loaded yet: try again once the folder changes
                 self.try_load()
             return
-        moved = self.store is not None and self.store.reloads() != self._reloads_seen
-        if moved or (watch and self.signature() != self._signature):
+        generation, reloads = self.store.positions() if self.store is not None else (self._applied, self._reloads_seen)
+        if reloads != self._reloads_seen or (watch and self.signature() != self._signature):
             self.reload()
-        elif self.store is not None and self.store.generation() != self._applied:
+        elif generation != self._applied:
             self.catch_up()
 
     def start_following(self, interval: float = FOLLOW_INTERVAL, *, watch: bool = False) -> None:

@@ -73,12 +73,14 @@ def compose(
     generation: int,
     encoder: Encoder | None = None,
     vectors: MutableMapping[tuple[str, int], np.ndarray] | None = None,
+    previous: Recommender | None = None,
 ) -> tuple[Recommender, int]:
     """The recommender of ``build`` with the store's ``changes`` since it (as of ``generation``), and how many
     changes wait for the next build (records imported by a batch build still running: they have no vectors).
 
     ``vectors`` keeps the adapted vector of each (id, version) between calls: each depends only on the build
-    and its own chunks, so every worker computes the same one.
+    and its own chunks, so every worker computes the same one. ``previous``, a recommender of the same build,
+    spares the checks and tables made once per build.
     """
     vectors = {} if vectors is None else vectors
     upserted, deleted, pending = [], set(), 0
@@ -97,7 +99,7 @@ def compose(
         vectors.update(((c.id, c.version), row) for c, row in zip(todo, fresh, strict=True))
     matrix = np.stack([vectors[c.id, c.version] for c in upserted]) if upserted else None
     delta = Delta(generation, tuple(c.publication for c in upserted), matrix, frozenset(deleted))
-    recommender = Recommender(build, None, encoder, delta)
+    recommender = Recommender(build, None, encoder, delta, previous)
     if overrides is not None:
         recommender.overrides = overrides.resolve(recommender.publications)
     return recommender, pending
