@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from engine.eval.serving import PROJECT, start_server, wait_until
+from engine.eval.serving import PROJECT, every_worker, serving_lag, start_server
 
 TOKEN = "crash-suite-token"
 DEMO_CATALOG = PROJECT / "data" / "demo" / "catalog.jsonl"
@@ -47,6 +47,7 @@ class Ledger:
     acknowledged: int = 0
     refused: dict[str, int] = field(default_factory=dict)  # status or error -> count
     latest: int = 0
+    latest_at: float = 0.0  # Unix time the latest generation was acknowledged
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, publication_id: str, deleting: bool, outcome: int | str, generation: int = 0) -> None:
@@ -57,7 +58,8 @@ class Ledger:
                     self.unknown.add(publication_id)
                 return
             self.acknowledged += 1
-            self.latest = max(self.latest, generation)
+            if generation >= self.latest:
+                self.latest, self.latest_at = generation, time.time()
             self.unknown.discard(publication_id)
             if deleting:
                 self.present.pop(publication_id, None)
@@ -115,24 +117,12 @@ def kill_service(server: dict) -> None:
     server["process"].wait(timeout=30)
 
 
-def workers_at(base: str, generation: int, workers: int, timeout: float) -> float | None:
-    """Seconds until ``workers`` distinct workers report serving ``generation`` or later (None: timed out)."""
-    started = time.monotonic()
-    seen: set[int] = set()
-
-    def caught_up() -> bool:
-        ready = httpx.get(f"{base}/ready", timeout=5).json()
-        if ready.get("generation", -1) >= generation:
-            seen.add(ready["worker"])
-        return len(seen) >= workers
-
-    return time.monotonic() - started if wait_until(caught_up, timeout) else None
-
-
-def check(base: str, ledger: Ledger, workers: int, reads: int = 4) -> dict:
+def check(base: str, ledger: Ledger, workers: int, since: float, reads: int = 4) -> dict:
     """Every acknowledged upsert answered 200, every acknowledged deletion 404, ``reads`` times each over fresh
-    connections, once every worker has reached the last acknowledged generation."""
-    in_step = workers_at(base, ledger.latest, workers, timeout=30)
+    connections, once every worker has reached the last acknowledged generation; with the seconds from
+    ``since`` (Unix time) until the last worker served it."""
+    found = every_worker(base, workers, lambda ready: ready["generation"] >= ledger.latest)
+    in_step = serving_lag(found, since)
     missing, resurrected, checked = [], [], 0
     for key in sorted(set(ledger.present) - ledger.unknown):
         for _ in range(reads):
@@ -173,8 +163,9 @@ def run_suite(index_dir: Path, rounds: int, seconds: float, writers: int, worker
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
     for number in range(rounds + 1):
+        restarted = time.time()
         server = start_service(index_dir, workers)
-        after_restart = check(server["base"], ledger, workers)
+        after_restart = check(server["base"], ledger, workers, restarted)
         if number == rounds:  # the last start: only the check after the restart, then a live round below
             final = server
             break
@@ -224,7 +215,7 @@ def run_suite(index_dir: Path, rounds: int, seconds: float, writers: int, worker
         writer.stop_event.set()
     for writer in team:
         writer.join(timeout=60)
-    report["live_check"] = summarize(check(final["base"], ledger, workers))
+    report["live_check"] = summarize(check(final["base"], ledger, workers, ledger.latest_at))
     kill_service(final)
     checks = [report["live_check"], report["final_check_after_restart"]]
     checks += [r["check_after_restart"] for r in report["rounds"]]

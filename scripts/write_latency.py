@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,7 @@ import numpy as np
 
 from engine import expected_model_name, get_settings
 from engine.eval.experiments.synthetic import synthetic_build
-from engine.eval.serving import PROJECT, start_server, stop_server
+from engine.eval.serving import PROJECT, every_worker, serving_lag, start_server, stop_server
 
 TOKEN = "write-latency-token"
 WORDS = (PROJECT / "data" / "demo" / "catalog.jsonl").read_text(encoding="utf-8").split()
@@ -39,26 +38,6 @@ def percentiles(values: list[float]) -> dict:
     }
 
 
-def every_worker_at(base: str, generation: int, workers: int, after: float, timeout: float = 30) -> float | None:
-    """Seconds from ``after`` (a Unix time) until the last of ``workers`` workers began serving ``generation``
-    or later, as each reports it in ``/ready`` (0 for one that served it before; None: timed out). Each look
-    sends ``2 * workers`` requests at once over fresh connections, so that every worker answers some."""
-    started, since = time.monotonic(), {}
-
-    def ask(_: int) -> None:
-        ready = httpx.get(f"{base}/ready", timeout=5).json()
-        if ready["generation"] >= generation:
-            since[ready["worker"]] = ready["serving_since"]
-
-    with ThreadPoolExecutor(2 * workers) as pool:
-        while time.monotonic() - started < timeout:
-            list(pool.map(ask, range(2 * workers)))
-            if len(since) >= workers:
-                return max(0.0, max(since.values()) - after)
-            time.sleep(0.01)
-    return None
-
-
 def measure(index_dir: Path, writes: int, workers: int, seed: int) -> dict:
     """One-item writes against a real service on ``index_dir``."""
     rng = random.Random(seed)
@@ -67,7 +46,7 @@ def measure(index_dir: Path, writes: int, workers: int, seed: int) -> dict:
     server = start_server(index_dir, "--workers", str(workers), env=env)
     try:
         base = server["base"]
-        if every_worker_at(base, 0, workers, time.time(), timeout=120) is None:
+        if every_worker(base, workers, lambda ready: True, timeout=120) is None:
             raise RuntimeError("not every worker became ready")
         health = []
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -90,7 +69,9 @@ def measure(index_dir: Path, writes: int, workers: int, seed: int) -> dict:
             latencies.append((time.perf_counter() - started) * 1000)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             if response.status_code == 200:
-                seconds = every_worker_at(base, response.json()["generation"], workers, time.time())
+                generation, acknowledged = response.json()["generation"], time.time()
+                found = every_worker(base, workers, lambda ready, g=generation: ready["generation"] >= g)
+                seconds = serving_lag(found, acknowledged)
                 visible.append(seconds * 1000 if seconds is not None else float("inf"))
         ready = httpx.get(f"{base}/ready", timeout=5).json()
     finally:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from engine import EmbeddingCache, build_index
-from engine.eval.serving import start_server, stop_server
+from engine.eval.serving import every_worker, serving_lag, start_server, stop_server
 from tests.conftest import DEMO_CATALOG
 
 pytestmark = pytest.mark.model
@@ -78,17 +78,6 @@ def rebuild_with_new_item(tmp_path: Path, index_dir: Path, encoder, cache: Embed
     assert report.encoded == 1  # everything else came from the cache
 
 
-def every_worker(base: str, workers: int, condition, timeout: float = 10) -> float:
-    """Seconds until ``workers`` distinct workers answered /ready with ``condition`` true (fresh connections)."""
-    started, seen = time.monotonic(), set()
-    while len(seen) < workers:
-        assert time.monotonic() - started < timeout, f"only workers {seen} got there in {timeout}s"
-        ready = httpx.get(f"{base}/ready").json()
-        if condition(ready):
-            seen.add(ready["worker"])
-    return time.monotonic() - started
-
-
 def test_a_build_under_load_is_served_without_a_failed_request(tmp_path: Path, real_encoder) -> None:
     index_dir = tmp_path / "index"
     cache = EmbeddingCache(tmp_path / "cache.sqlite")
@@ -102,7 +91,7 @@ def test_a_build_under_load_is_served_without_a_failed_request(tmp_path: Path, r
         time.sleep(0.5)
         rebuild_with_new_item(tmp_path, index_dir, real_encoder, cache)
         # The build announces itself through the catalog store: served without a reload call.
-        every_worker(server.base, 1, lambda ready: ready["build_id"] != before["build_id"], timeout=5)
+        assert every_worker(server.base, 1, lambda ready: ready["build_id"] != before["build_id"], timeout=5)
         time.sleep(0.5)
         outcomes = loop.finish()
         assert set(outcomes) == {"ok"} and outcomes["ok"] >= 20, outcomes
@@ -126,24 +115,26 @@ def test_two_workers_serve_every_write_build_and_reload_within_a_second(tmp_path
     server = Server(index_dir, "--workers", "2")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        every_worker(server.base, 2, lambda ready: True, timeout=60)  # both loaded
+        assert every_worker(server.base, 2, lambda ready: True, timeout=60)  # both loaded
         written = httpx.post(f"{server.base}/publications", json=NEW_ITEM, headers=auth, timeout=60).json()
-        seconds = every_worker(server.base, 2, lambda ready: ready["generation"] >= written["generation"])
-        assert seconds < 1.0
+        acknowledged = time.time()
+        found = every_worker(server.base, 2, lambda ready: ready["generation"] >= written["generation"])
+        assert serving_lag(found, acknowledged) < 1.0
         for _ in range(6):  # fresh connections: both workers answer some
             assert httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code == 200
         # A batch build from the catalog file keeps the API's write, and every worker serves it.
         report = build_index([DEMO_CATALOG], index_dir, real_encoder, cache=cache)
+        built = time.time()
         assert report.imported.kept == 1 and report.items == 137
-        build_id = report.build_dir.name
-        assert every_worker(server.base, 2, lambda ready: ready["build_id"] == build_id) < 1.0
-        assert all(httpx.get(f"{server.base}/ready").json()["changes_since_build"] == 0 for _ in range(4))
+        found = every_worker(server.base, 2, lambda ready: ready["build_id"] == report.build_dir.name)
+        assert serving_lag(found, built) < 1.0 and all(r["changes_since_build"] == 0 for r in found.values())
         # A reload asked of one worker reaches both.
-        since = httpx.get(f"{server.base}/ready").json()["serving_since"]
+        asked = time.time()
         assert httpx.post(f"{server.base}/admin/reload", headers=auth, timeout=60).status_code == 200
-        assert every_worker(server.base, 2, lambda ready: ready["serving_since"] > since) < 1.0
+        found = every_worker(server.base, 2, lambda ready: ready["serving_since"] > asked)
+        assert serving_lag(found, asked) < 1.0
         deleted = httpx.delete(f"{server.base}/publications/{NEW_ITEM['id']}", headers=auth).json()
-        every_worker(server.base, 2, lambda ready: ready["generation"] >= deleted["generation"])
+        assert every_worker(server.base, 2, lambda ready: ready["generation"] >= deleted["generation"])
         assert all(httpx.get(f"{server.base}/publications/{NEW_ITEM['id']}").status_code == 404 for _ in range(6))
     finally:
         server.stop()

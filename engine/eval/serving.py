@@ -3,6 +3,7 @@ end-to-end tests (not part of the installed package)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -91,3 +92,39 @@ def fetch_status(url: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def every_worker(
+    base: str, workers: int, condition: Callable[[dict], bool], timeout: float = 30
+) -> dict[int, dict] | None:
+    """The ``/ready`` answer of each of ``workers`` worker processes once each answered one that meets
+    ``condition`` (None: not within ``timeout``). Each look sends ``2 * workers`` requests at once over fresh
+    connections, since the kernel may hand several in a row to one worker."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    found: dict[int, dict] = {}
+
+    def ask(_: int) -> None:
+        with urllib.request.urlopen(f"{base}/ready", timeout=5) as response:
+            ready = json.loads(response.read())
+        if condition(ready):
+            found.setdefault(ready["worker"], ready)
+
+    deadline = time.monotonic() + timeout
+    with ThreadPoolExecutor(2 * workers) as pool:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # a worker still starting
+                list(pool.map(ask, range(2 * workers)))
+            if len(found) >= workers:
+                return found
+            time.sleep(0.01)
+    return None
+
+
+def serving_lag(found: dict[int, dict] | None, since: float) -> float | None:
+    """Seconds from ``since`` (Unix time) until the last of the workers ``found`` began serving what it
+    reported (0 for one that served it before; None when they were not found)."""
+    if found is None:
+        return None
+    return max(0.0, max(ready["serving_since"] for ready in found.values()) - since)
