@@ -125,7 +125,7 @@ def bench_incremental(encoder, quick: bool) -> dict:
         cache = EmbeddingCache(folder / "cache.sqlite")
         first_seconds, first = timed(lambda: build_index([catalog], folder / "index", encoder, cache=cache))
         again_seconds, again = timed(lambda: build_index([catalog], folder / "index", encoder, cache=cache))
-        server = start_server(folder / "index", "--watch", "--no-model", env={"RCE_WATCH_INTERVAL": "0.1"})
+        server = start_server(folder / "index", "--watch", "--no-model", env={"RCE_FOLLOW_INTERVAL": "0.1"})
         try:
             edited = [p.to_dict() for p in pubs]
             edited[0]["title"] = "Edited: " + (edited[0].get("title") or "a new title")

@@ -255,6 +255,13 @@ def test_one_build_at_a_time_and_leftovers_of_killed_builds_are_cleaned(tmp_path
     report = build_index([catalog], index_dir, encoder, force=True)
     assert report.cleaned == 2 and not list(index_dir.glob(".current-*"))
     assert not list((index_dir / "builds").glob(".staging-*"))
+    # A service starting cleans them too, unless a build is running (it holds the lock and cleans up itself).
+    (index_dir / "builds" / ".staging-killed").mkdir()
+    with BuildLock(index_dir):
+        EngineHolder(index_dir, expected_model=None).try_load()
+    assert (index_dir / "builds" / ".staging-killed").is_dir()
+    EngineHolder(index_dir, expected_model=None).try_load()
+    assert not (index_dir / "builds" / ".staging-killed").exists()
 
 
 def test_a_dangling_or_damaged_current_build_falls_back_to_the_newest_intact_one(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from engine.catalog.records import Publication
 from engine.encode.embed import EmbeddingCache, Encoder
 from engine.index.catalog_store import CatalogStore, Change, StoreBusyError, StoreUnavailableError
+from engine.index.folder import BuildLock, BuildLockedError, clean_leftovers
 from engine.index.overrides import OVERRIDES_FILE, OverridesError, OverridesFile, read_overrides
 from engine.index.store import Build, resolve_build
 from engine.rank.recommend import Recommender
@@ -249,7 +250,13 @@ class EngineHolder:
         self.last_error = None
 
     def try_load(self) -> None:
-        """Initial load: a failure is logged and reported by ``/ready`` instead of stopping the service."""
+        """Initial load: a failure is logged and reported by ``/ready`` instead of stopping the service. First,
+        unless a build is running, what killed builds left in the index folder is removed."""
+        if self.index_dir.is_dir():
+            # A build running now holds the lock and cleans up itself; a read-only folder is served as it is.
+            with contextlib.suppress(BuildLockedError, OSError), BuildLock(self.index_dir):
+                for leftover in clean_leftovers(self.index_dir):
+                    logger.warning("removed %s, left by a build that was killed", leftover)
         with contextlib.suppress(ReloadError):
             self.reload()
 
