@@ -274,7 +274,7 @@ class ReadyResponse(BaseModel):
     generation: int = Field(description="the catalog store generation served (every write makes one)")
     build_generation: int | None = Field(description="the store generation the build holds")
     changes_since_build: int = Field(description="publications written or deleted since the build, served beside it")
-    pending_build: int = Field(description="imported publications waiting for the build being made")
+    pending_build: int = Field(description="changes encoded with another model than the build's, waiting for a build")
     worker: int = Field(description="process id of the worker that answered")
     serving_since: float | None = Field(description="when this worker began serving this generation (Unix time)")
     fallback: str | None = Field(description="why an older build is served, when the current one is unusable")

@@ -67,14 +67,32 @@ def test_the_store_keeps_versions_deletions_and_what_an_import_changes(tmp_path:
     generation, changes = store.changes_since(1)
     assert generation == 2 and [(c.id, c.publication is None) for c in changes] == [("a", True), ("d", False)]
     assert changes[1].model == "fake@1" and changes[1].chunks[0].shape == (2, 8)
-    # A file that lacks items keeps them (API writes) unless --sync; a dry run writes nothing.
+    # A file that lacks items keeps them (API writes) unless --sync; a plan writes nothing.
     partial = [record("b", "water"), record("c", "youth youth")]
-    plan = store.import_catalog(partial, sync=True, dry_run=True)
+    plan = store.plan_import(partial, sync=True)
     assert (plan.changed, plan.deleted, store.generation()) == (["c"], ["d"], 2)
     kept = store.import_catalog(partial)
     assert (kept.changed, kept.kept, kept.deleted, kept.generation) == (["c"], 1, [], 3)
     synced = store.import_catalog(partial, sync=True)
     assert (synced.deleted, [p.id for p in store.snapshot().publications]) == (["d"], ["b", "c"])
+
+
+def test_an_import_keeps_api_edits_and_deletions_of_items_its_file_has_not_changed(tmp_path: Path) -> None:
+    store = CatalogStore.of(tmp_path)
+    catalog = [record("a", "trade"), record("b", "water"), record("c", "youth")]
+    store.import_catalog(catalog)
+    store.write([(record("b", "water climate"), None, None)], deletes=["c"])  # an API edit and a deletion
+    again = store.import_catalog(catalog)  # the same file, imported again (a nightly job)
+    assert (again.kept_api, again.changes, again.unchanged) == (["b", "c"], 0, 1)
+    assert {p.id: p.abstract for p in store.snapshot().publications} == {"a": "trade", "b": "water climate"}
+    # A file that did change an item wins over the API's edit or deletion of it.
+    edited = [record("a", "trade"), record("b", "water health"), record("c", "youth health")]
+    plan = store.import_catalog(edited)
+    assert (plan.added, plan.changed, plan.kept_api) == (["c"], ["b"], [])
+    assert {p.id: p.abstract for p in store.snapshot().publications}["b"] == "water health"
+    # --sync mirrors the file whatever the API did.
+    store.write(deletes=["a"])
+    assert store.import_catalog(edited, sync=True).added == ["a"]
 
 
 def test_a_busy_store_says_so_and_a_full_one_writes_nothing(tmp_path: Path) -> None:
@@ -319,3 +337,82 @@ def test_a_damaged_or_locked_embedding_cache_never_stops_a_job(tmp_path: Path, c
     locked.put_many("m", {"j": (np.ones((1, 4), np.float32), np.ones(1, np.float32))})
     assert "bypassed" in caplog.text
     other.execute("ROLLBACK")
+
+
+def test_an_import_is_served_before_its_build_and_even_if_the_build_dies(
+    small_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = FakeEncoder()
+    holder = EngineHolder(small_index, expected_model=None, encoder=encoder)
+    holder.reload()
+    catalog = write_jsonl(tmp_path / "more.jsonl", [*SMALL_CATALOG, pub("f1", "water water climate")])
+    from engine.index import store as store_module
+
+    def dies(*args, **kwargs):
+        raise OSError(28, "No space left on device", "vectors.faiss")
+
+    monkeypatch.setattr(store_module.Build, "save", dies)
+    with pytest.raises(OSError):
+        build_index([catalog], small_index, encoder)
+    holder.follow_once()  # the import committed with its vectors: every worker serves it now
+    assert "f1" in holder.current.publications and holder.pending == 0
+    assert "f1" in [i.id for i in holder.current.related("w1", 3)]
+
+
+def test_a_build_that_died_before_announcing_itself_is_still_served(small_index: Path, tmp_path: Path) -> None:
+    encoder = FakeEncoder()
+    holder = EngineHolder(small_index, expected_model=None, encoder=encoder)
+    holder.reload()
+    from engine.index import build as build_module
+
+    original = build_module._announce
+    build_module._announce = lambda store: None  # killed between the `current` switch and the announcement
+    try:
+        report = build_index([write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)], small_index, encoder, force=True)
+    finally:
+        build_module._announce = original
+    holder.follow_once()
+    assert holder.current.build.build_id == report.build_dir.name
+
+
+def test_a_failed_reload_is_tried_again(small_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.runtime import holder as holder_module
+
+    monkeypatch.setattr(holder_module, "RETRY_DELAY", 0.0)
+    encoder = FakeEncoder()
+    holder = EngineHolder(small_index, expected_model=None, encoder=encoder)
+    holder.reload()
+    report = build_index([write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)], small_index, encoder, force=True)
+    overrides = small_index / "overrides.json"
+    overrides.write_text("{not json")  # the reload the build asks for fails...
+    with pytest.raises(ReloadError):
+        holder.follow_once()
+    overrides.unlink()  # ...and once the cause is gone, the next look serves the build (no change needed)
+    holder.follow_once()
+    assert holder.current.build.build_id == report.build_dir.name and holder.last_error is None
+
+
+def test_writes_go_on_while_a_worker_reloads(small_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    encoder = FakeEncoder()
+    holder = EngineHolder(small_index, expected_model=None, encoder=encoder)
+    holder.reload()
+    started = threading.Event()
+    slow_warm = Recommender.warm
+
+    def warm(self):  # a large catalog's term statistics take a minute
+        started.set()
+        time.sleep(1.5)
+        slow_warm(self)
+
+    monkeypatch.setattr(Recommender, "warm", warm)
+    reloading = threading.Thread(target=holder.reload)
+    reloading.start()
+    started.wait(5)
+    began = time.monotonic()
+    holder.write(upserts=[record("n1", "trade")])
+    assert time.monotonic() - began < 0.5 and "n1" in holder.current.publications
+    reloading.join()
+    assert "n1" in holder.current.publications  # the reloaded build took the write along

@@ -93,6 +93,8 @@ class ChunkVectors:
 
     def split(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per document, its (chunk vectors, weights), in document order (chunks grouped by document)."""
+        if self.documents == 0:
+            return []
         order = np.argsort(self.owners, kind="stable")
         bounds = np.searchsorted(self.owners[order], np.arange(1, self.documents))
         return list(zip(np.split(self.vectors[order], bounds), np.split(self.weights[order], bounds), strict=True))

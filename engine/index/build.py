@@ -9,6 +9,7 @@ snapshot, so the workers keep serving them beside the new build.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,12 +21,19 @@ from engine.catalog.records import CatalogError, Publication, catalog_hash, load
 from engine.catalog.text import publication_text
 from engine.encode.chunks import ChunkVectors
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached
-from engine.index.catalog_store import CatalogStore, ImportPlan, Snapshot
+from engine.index.catalog_store import (
+    CatalogStore,
+    ImportPlan,
+    Snapshot,
+    StoreBusyError,
+    StoreUnavailableError,
+)
 from engine.index.folder import BuildLock, clean_leftovers
 from engine.index.options import BuildOptions
 from engine.index.store import Build
 
 _SHOWN_IDS = 20
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -78,6 +86,12 @@ class BuildReport:
             deleted = f"; deleted {len(plan.deleted)} absent from the files: {shown}"
         if plan.deleted:
             line += deleted
+        if plan.kept_api:
+            shown_api = ", ".join(plan.kept_api[:_SHOWN_IDS]) + (" ..." if len(plan.kept_api) > _SHOWN_IDS else "")
+            line += (
+                f"; kept {len(plan.kept_api)} API edits and deletions of items the files have not changed since "
+                f"their last import: {shown_api}"
+            )
         if plan.kept:
             line += f"; kept {plan.kept} that the files lack (API writes, earlier imports: --sync deletes them)"
         return line
@@ -115,7 +129,13 @@ def build_index(
         cleaned = len(clean_leftovers(index_dir))
         store = CatalogStore.of(index_dir)
         try:
-            plan = store.import_catalog(loaded.publications, sync=sync, dry_run=dry_run) if loaded else None
+            plan, encoded = None, 0
+            if loaded is not None:
+                plan = store.plan_import(loaded.publications, sync=sync)
+                if not dry_run:
+                    # Encoded before the import commits: every record it writes can be served at once.
+                    chunks, encoded = _encode_records(loaded.publications, plan, encoder, cache, show_progress)
+                    plan = store.import_catalog(loaded.publications, sync=sync, chunks=chunks)
             report = BuildReport(
                 0, 0, 0, 0.0, None, skipped=loaded.errors if loaded else [], imported=plan, cleaned=cleaned
             )
@@ -123,6 +143,8 @@ def build_index(
                 report.dry_run, report.seconds = True, time.perf_counter() - started
                 return report
             _build_snapshot(store, report, index_dir, encoder, cache, options, force, show_progress, catalog_paths)
+            report.encoded += encoded
+            report.cached = report.items - report.encoded
             report.seconds = time.perf_counter() - started
             return report
         finally:
@@ -148,6 +170,7 @@ def _build_snapshot(
     current = None if force else Build.up_to_date(index_dir, encoder.name, snapshot.generation, options)
     if current is not None:
         report.up_to_date, report.build_dir = True, current
+        _announce(store)  # in case the run that made it died before announcing it
         return
     chunks, encoded = _chunks_of(snapshot, encoder, cache, show_progress)
     build = Build.assemble(snapshot.publications, chunks, encoder.name, options, show_progress=show_progress)
@@ -157,8 +180,39 @@ def _build_snapshot(
         sources=[str(p) for p in catalog_paths] or [str(store.path)],
         digest=catalog_hash(snapshot.publications),
     )
-    report.build_dir, report.encoded, report.cached = saved.folder, encoded, report.items - encoded
-    store.request_reload()  # every worker serves it within a second
+    report.build_dir, report.encoded = saved.folder, encoded
+    _announce(store)
+
+
+def _announce(store: CatalogStore) -> None:
+    """Tell every worker to reload (they also notice a new ``current`` by themselves: a failure here is a
+    warning, not a failed build)."""
+    try:
+        store.request_reload()
+    except (StoreBusyError, StoreUnavailableError) as exc:
+        logger.warning("the build is current, but announcing it failed (%s); workers pick it up from the link", exc)
+
+
+def _encode_records(
+    publications: Sequence[Publication],
+    plan: ImportPlan,
+    encoder: Encoder,
+    cache: EmbeddingCache | None,
+    show_progress: bool,
+) -> tuple[dict[str, tuple[str, tuple[np.ndarray, np.ndarray]]], int]:
+    """The chunk vectors of the records an import writes (cache first), and how many texts were encoded."""
+    writes = set(plan.added) | set(plan.changed)
+    todo = [p for p in publications if p.id in writes]
+    if not todo:
+        return {}, 0
+    chunks, encoded = encode_cached(
+        encoder,
+        [publication_text(p) for p in todo],
+        cache,
+        languages=[p.language for p in todo],
+        show_progress=show_progress,
+    )
+    return {p.id: (encoder.name, parts) for p, parts in zip(todo, chunks.split(), strict=True)}, encoded
 
 
 def _chunks_of(

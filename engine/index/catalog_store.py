@@ -2,12 +2,17 @@
 
 A build is a snapshot of the store at a *generation* (recorded in its manifest); API writes commit here before
 they are acknowledged and bump the generation, and every worker serves its build plus the changes made since
-that generation (engine/runtime/delta.py), so nothing acknowledged depends on a build being rewritten.
+that generation (engine/index/delta.py), so nothing acknowledged depends on a build being rewritten.
 
 SQLite in WAL mode with ``synchronous=FULL``: a commit is on disk (the log fsynced) when it returns, readers
 never wait for the writer, and several processes share the file. Why not PostgreSQL: nothing to install or run
 beside the service; the interface is small enough to put another database behind it. The chunk vectors a
-write encoded are kept beside its record, so other workers and the next build never encode it again.
+write or an import encoded are kept beside its record, so other workers and the next build never encode it
+again, and every stored change can be served before a build holds it.
+
+An import is a three-way merge: each row remembers the record its file last gave (``imported``). A file that
+has not changed an item since its last import leaves an API edit or deletion of it alone; a file that has
+changed it wins; ``sync`` mirrors the file exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,9 +38,10 @@ CREATE TABLE IF NOT EXISTS publications (
     id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,       -- the generation of its last change
     record TEXT,                    -- catalog record as JSON, NULL once deleted (a tombstone)
-    model TEXT,                     -- the model of the chunk vectors below, when a write encoded it
+    model TEXT,                     -- the model of the chunk vectors below
     vectors BLOB,
-    weights BLOB
+    weights BLOB,
+    imported TEXT                   -- the record as its catalog file last gave it (NULL: never, or deleted by --sync)
 );
 CREATE INDEX IF NOT EXISTS publications_by_version ON publications (version);
 """
@@ -71,6 +77,8 @@ class ImportPlan:
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
     kept: int = 0  # in the store but not in the file, and kept (no --sync)
+    # API edits and deletions kept: the file has not changed these items since it was last imported.
+    kept_api: list[str] = field(default_factory=list)
     generation: int = 0
 
     @property
@@ -189,56 +197,86 @@ class CatalogStore:
             if not rows and not deletes:
                 return self._state_in(db, "generation")
             generation = self._bump(db, "generation")
-            self._upsert(db, [(generation, *row) for row in rows])
+            self._upsert(db, [(generation, *row, None) for row in rows], imported=False)
             self._tombstone(db, generation, deletes)
             return generation
 
+    def plan_import(self, publications: Sequence[Publication], *, sync: bool = False) -> ImportPlan:
+        """What :meth:`import_catalog` would change (nothing is written)."""
+        with self._reading() as db:
+            return self._plan(db, publications, sync)[0]
+
     def import_catalog(
-        self, publications: Sequence[Publication], *, sync: bool = False, dry_run: bool = False
+        self,
+        publications: Sequence[Publication],
+        *,
+        sync: bool = False,
+        chunks: Mapping[str, tuple[str, tuple[np.ndarray, np.ndarray]]] | None = None,
     ) -> ImportPlan:
-        """Upsert a catalog file's publications; with ``sync`` also delete the stored ones it lacks. With
-        ``dry_run`` nothing is written: the plan says what would be. One transaction either way."""
-        if dry_run:
-            with self._reading() as db:
-                return self._plan(db, publications, sync)[0]
+        """Merge a catalog file's publications into the store (see the module docstring); with ``sync`` also
+        delete the stored ones it lacks. ``chunks``: id -> (model, chunk vectors) of the records it writes, so
+        workers serve them before the build does. One transaction."""
+        chunks = chunks or {}
         with self._transaction() as db:
-            plan, rows = self._plan(db, publications, sync)
+            plan, rows, noted = self._plan(db, publications, sync)
+            db.executemany("UPDATE publications SET imported = ? WHERE id = ?", [(r, i) for i, r in noted])
             if not rows and not plan.deleted:
                 return plan
             generation = self._bump(db, "generation")
-            self._upsert(db, [(generation, *row) for row in rows])
-            self._tombstone(db, generation, plan.deleted)
+            written = []
+            for key, record in rows:
+                model, (vectors, weights) = chunks.get(key, (None, (None, None)))
+                written.append((generation, key, record, model, _blob(vectors), _blob(weights), record))
+            self._upsert(db, written, imported=True)
+            self._tombstone(db, generation, plan.deleted, imported=True)
             return replace(plan, generation=generation)
 
-    def _plan(self, db: sqlite3.Connection, publications: Sequence[Publication], sync: bool) -> tuple[ImportPlan, list]:
-        live = dict(db.execute("SELECT id, record FROM publications WHERE record IS NOT NULL"))
-        added, changed, rows = [], [], []
+    def _plan(
+        self, db: sqlite3.Connection, publications: Sequence[Publication], sync: bool
+    ) -> tuple[ImportPlan, list[tuple[str, str]], list[tuple[str, str]]]:
+        """The plan, the (id, record) rows to write, and the (id, record) rows only to note as the file's."""
+        stored = {
+            key: (record, imported)
+            for key, record, imported in db.execute("SELECT id, record, imported FROM publications")
+        }
+        added, changed, kept_api, rows, noted = [], [], [], [], []
         for publication in publications:
             record = _record_json(publication)
-            stored = live.get(publication.id)
-            if stored == record:
-                continue
-            (added if stored is None else changed).append(publication.id)
-            rows.append((publication.id, record, None, None, None))
+            current, imported = stored.get(publication.id, (None, None))
+            if current == record:
+                if imported != record:
+                    noted.append((publication.id, record))
+            elif imported == record and not sync:
+                kept_api.append(publication.id)  # an API edit or deletion the file does not know of
+            else:
+                (added if current is None else changed).append(publication.id)
+                rows.append((publication.id, record))
         present = {p.id for p in publications}
-        absent = [i for i in live if i not in present]
+        absent = [key for key, (record, _) in stored.items() if record is not None and key not in present]
         plan = ImportPlan(
             added,
             changed,
             absent if sync else [],
-            unchanged=len(publications) - len(rows),
+            unchanged=len(publications) - len(rows) - len(kept_api),
             kept=0 if sync else len(absent),
+            kept_api=kept_api,
             generation=self._state_in(db, "generation"),
         )
-        return plan, rows
+        return plan, rows, noted
 
-    def seed(self, publications: Sequence[Publication], generation: int) -> bool:
-        """Fill an empty store from a build's catalog, at that build's generation (a store lost or deleted
-        beside its builds). Returns whether it did; a store holding anything is left alone."""
+    def adopt(self, publications: Sequence[Publication], generation: int) -> bool:
+        """Make the store able to serve a build made at ``generation``: an empty store (lost or deleted beside
+        its builds) is filled from the build's catalog; a store behind the build (restored from a backup) is
+        moved to its generation, so later writes are newer than the build. Returns whether it changed."""
+        with self._reading() as db:
+            empty = db.execute("SELECT 1 FROM publications LIMIT 1").fetchone() is None
+            behind = self._state_in(db, "generation") < generation
+        if not (empty or behind):
+            return False  # the usual case, without taking the write lock
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM publications LIMIT 1").fetchone():
-                return False
-            self._upsert(db, [(generation, p.id, _record_json(p), None, None, None) for p in publications])
+            if db.execute("SELECT 1 FROM publications LIMIT 1").fetchone() is None:
+                rows = [(generation, p.id, _record_json(p), None, None, None, _record_json(p)) for p in publications]
+                self._upsert(db, rows, imported=True)
             db.execute(
                 "INSERT INTO state (key, value) VALUES ('generation', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
@@ -315,19 +353,25 @@ class CatalogStore:
         return found
 
     @staticmethod
-    def _tombstone(db: sqlite3.Connection, generation: int, ids: Sequence[str]) -> None:
+    def _tombstone(db: sqlite3.Connection, generation: int, ids: Sequence[str], *, imported: bool = False) -> None:
+        """Delete ``ids`` (keeping a tombstone); by an import (``--sync``), the file forgets them too."""
+        forget = ", imported = NULL" if imported else ""
         db.executemany(
-            "UPDATE publications SET version = ?, record = NULL, model = NULL, vectors = NULL, weights = NULL "
-            "WHERE id = ?",
+            "UPDATE publications SET version = ?, record = NULL, model = NULL, vectors = NULL, weights = NULL"
+            f"{forget} WHERE id = ?",
             [(generation, i) for i in ids],
         )
 
     @staticmethod
-    def _upsert(db: sqlite3.Connection, rows: Sequence[tuple]) -> None:
+    def _upsert(db: sqlite3.Connection, rows: Sequence[tuple], *, imported: bool) -> None:
+        """Rows of (version, id, record, model, vectors, weights, imported); an API write (``imported`` False)
+        leaves what the file last gave as it was."""
+        keep = ", imported = excluded.imported" if imported else ""
         db.executemany(
-            "INSERT INTO publications (version, id, record, model, vectors, weights) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET version = excluded.version, record = excluded.record, "
-            "model = excluded.model, vectors = excluded.vectors, weights = excluded.weights",
+            "INSERT INTO publications (version, id, record, model, vectors, weights, imported) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version, "
+            "record = excluded.record, model = excluded.model, vectors = excluded.vectors, "
+            f"weights = excluded.weights{keep}",
             rows,
         )
 

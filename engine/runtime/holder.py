@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 # How often a worker looks at the store (and, with --watch, the index folder): writes, builds and reloads
 # made elsewhere are served within this, plus the time to compose them.
 FOLLOW_INTERVAL = 0.1
+# Seconds before a failed reload is tried again (a busy store, a build replaced while it loaded...).
+RETRY_DELAY = 5.0
 # Seconds without a new write before a worker computes the term statistics of explanations for its catalog.
 WARM_DELAY = 1.0
 
@@ -80,7 +82,7 @@ class EngineHolder:
         self.serving_since: float | None = None
         self.last_error: str | None = None  # of the last reload or catch-up that failed, until one succeeds
         self.fallback: str | None = None  # why an older build is served, when the current one is unusable
-        self.pending = 0  # store changes waiting for a build (imported records being built)
+        self.pending = 0  # store changes without vectors of the build's model, waiting for a build
         self._base: Build | None = None
         self._overrides: OverridesFile | None = None
         self._changes: dict[str, Change] = {}
@@ -88,7 +90,9 @@ class EngineHolder:
         self._applied = 0  # the store generation served
         self._reloads_seen = 0
         self._signature: tuple[str, int] | None = None
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # the served state: held for a swap, never for a load
+        self._reload_serial = threading.Lock()  # one reload at a time
+        self._retry_at: float | None = None  # when to try a failed reload again
         self._warm_lock = threading.Lock()
         self._follower: threading.Thread | None = None
         self._stop = threading.Event()
@@ -113,34 +117,46 @@ class EngineHolder:
 
     def reload(self, *, everywhere: bool = False) -> ReloadReport:
         """Load the current build of the index folder with the store's changes since, and swap it in; on
-        failure keep the old one. ``everywhere``: then ask every other worker to reload too."""
-        with self._reload_lock:
+        failure keep the old one (and try again after ``RETRY_DELAY``). ``everywhere``: then ask every other
+        worker to reload too. Writes go on meanwhile: the lock they share is held only for the swap."""
+        with self._reload_serial:
             previous = self._current
-            # Seen before loading, failed or not: a failure is retried when something changes again, not in a loop.
-            self._signature = self.signature()
+            self._signature, self._retry_at = self.signature(), None
             try:
                 if self.store is not None:
                     self._reloads_seen = self.store.reloads()
                 build, fallback = load_build(self.index_dir, self.expected_model)
                 overrides = read_overrides(self.index_dir)
                 store = self._open_store(build)
-                generation, changes = self._changes_after(store, build)
+                generation, changes = self._changes_after(store, build, 0)
                 vectors: dict[tuple[str, int], np.ndarray] = {}
                 fresh, pending = compose(build, overrides, changes.values(), generation, self.encoder, vectors)
                 fresh.warm()  # the old build serves meanwhile; no request pays for the new one's first use
             except (*LOAD_ERRORS, OverridesError, StoreBusyError, StoreUnavailableError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self._retry_at = time.monotonic() + RETRY_DELAY  # a busy store, a build being replaced...
                 kept = previous.build.build_id if previous else None
                 logger.error("reload refused, keeping build %s: %s", kept, self.last_error)
                 raise ReloadError(self.last_error) from exc
-            self._base, self._overrides, self._changes, self._vectors = build, overrides, changes, vectors
-            self._applied = generation
-            self.fallback, self.pending = fallback, pending
-            self._swap_in(fresh)
+            with self._reload_lock:
+                # Writes committed while it loaded join it (cheaply: the tables of this build are reused).
+                now, later = self._changes_after(store, build, generation)
+                if later:
+                    changes = {**changes, **later}
+                    fresh, pending = compose(
+                        build, overrides, changes.values(), now, self.encoder, vectors, previous=fresh
+                    )
+                self._base, self._overrides, self._changes, self._vectors = build, overrides, changes, vectors
+                self._applied = now
+                self.fallback, self.pending = fallback, pending
+                self._swap_in(fresh)
             for warning in fresh.overrides.warnings:  # once a reload, not once a write
                 logger.warning(warning)
             if everywhere and store is not None:
-                self._reloads_seen = store.request_reload()
+                try:
+                    self._reloads_seen = store.request_reload()
+                except (StoreBusyError, StoreUnavailableError) as exc:
+                    logger.warning("reloaded here, but asking the other workers failed: %s", exc)
             report = ReloadReport(
                 build_id=fresh.build.build_id,
                 previous_build_id=previous.build.build_id if previous else None,
@@ -151,7 +167,7 @@ class EngineHolder:
             logger.info(
                 "serving build %s at generation %d (%d publications, %d changes since the build)",
                 report.build_id,
-                generation,
+                now,
                 report.publications,
                 len(fresh.delta),
             )
@@ -171,7 +187,10 @@ class EngineHolder:
         # Encoded before the store's lock is taken: other writers wait for the commit only.
         encoded = encode_upserts(self.encoder, upserts, self.cache)
         generation = self.store.write(encoded, deletes)
-        self.catch_up()
+        try:
+            self.catch_up()
+        except Exception:
+            logger.exception("write committed at generation %d, but serving it here failed; retrying", generation)
         served = self.current
         logger.info("write: %d upserted, %d deleted -> generation %d", len(upserts), len(deletes), generation)
         return WriteReport(
@@ -218,16 +237,19 @@ class EngineHolder:
                 return None
             self._reloads_seen = self.store.reloads()
         generation = build.manifest.store_generation if build.manifest else None
-        if generation is not None and self.store.seed(build.publications, generation):
-            logger.warning("the catalog store was empty: seeded from build %s", build.build_id)
+        if generation is not None and self.store.adopt(build.publications, generation):
+            logger.warning(
+                "the catalog store was empty or behind build %s (generation %d): adopted it", build.build_id, generation
+            )
         return self.store
 
-    def _changes_after(self, store: CatalogStore | None, build: Build) -> tuple[int, dict[str, Change]]:
+    def _changes_after(self, store: CatalogStore | None, build: Build, since: int) -> tuple[int, dict[str, Change]]:
+        """The store's generation and its changes after the build's generation and ``since``."""
         base = build.manifest.store_generation if build.manifest and build.manifest.store_generation else 0
         if store is None:
-            return base, {}
-        generation, changes = store.changes_since(base)
-        return max(generation, base), {c.id: c for c in changes}
+            return max(base, since), {}
+        generation, changes = store.changes_since(max(base, since))
+        return max(generation, base, since), {c.id: c for c in changes}
 
     def _warm_if_current(self, recommender: Recommender) -> None:
         """Warm ``recommender`` unless a later write replaced it meanwhile (one warm-up at a time)."""
@@ -271,12 +293,17 @@ class EngineHolder:
 
     def follow_once(self, *, watch: bool = False) -> None:
         """One look at the store (and with ``watch`` at the index folder): reload or catch up if it moved."""
+        retry = self._retry_at is not None and time.monotonic() >= self._retry_at
         if self._current is None:
-            if self.signature() != self._signature:  # not loaded yet: try again once the folder changes
+            if retry or self.signature() != self._signature:  # not loaded yet: again once the folder changes
                 self.try_load()
             return
         generation, reloads = self.store.positions() if self.store is not None else (self._applied, self._reloads_seen)
-        if reloads != self._reloads_seen or (watch and self.signature() != self._signature):
+        link, mtime = self.signature()
+        # A new `current` is always noticed (a build that died before announcing itself); the overrides file,
+        # edited by hand, with `watch`.
+        moved = link != self._signature[0] or (watch and mtime != self._signature[1])
+        if retry or moved or reloads != self._reloads_seen:
             self.reload()
         elif generation != self._applied:
             self.catch_up()

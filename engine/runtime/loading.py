@@ -76,7 +76,7 @@ def compose(
     previous: Recommender | None = None,
 ) -> tuple[Recommender, int]:
     """The recommender of ``build`` with the store's ``changes`` since it (as of ``generation``), and how many
-    changes wait for the next build (records imported by a batch build still running: they have no vectors).
+    changes wait for the next build (without vectors of the build's model: written by a worker on another).
 
     ``vectors`` keeps the adapted vector of each (id, version) between calls: each depends only on the build
     and its own chunks, so every worker computes the same one. ``previous``, a recommender of the same build,
