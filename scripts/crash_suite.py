@@ -123,19 +123,21 @@ def check(base: str, ledger: Ledger, workers: int, since: float, reads: int = 4)
     ``since`` (Unix time) until the last worker served it."""
     found = every_worker(base, workers, lambda ready: ready["generation"] >= ledger.latest)
     in_step = serving_lag(found, since)
-    missing, resurrected, checked = [], [], 0
-    for key in sorted(set(ledger.present) - ledger.unknown):
-        for _ in range(reads):
-            checked += 1
-            if httpx.get(f"{base}/publications/{key}", timeout=10).status_code != 200:
-                missing.append(key)
-                break
-    for key in sorted(set(ledger.deleted) - ledger.unknown):
-        for _ in range(reads):
-            checked += 1
-            if httpx.get(f"{base}/publications/{key}", timeout=10).status_code != 404:
-                resurrected.append(key)
-                break
+    checked = 0
+
+    def answered_otherwise(keys: set[str], status: int) -> list[str]:
+        nonlocal checked
+        wrong = []
+        for key in sorted(keys - ledger.unknown):
+            for _ in range(reads):
+                checked += 1
+                if httpx.get(f"{base}/publications/{key}", timeout=10).status_code != status:
+                    wrong.append(key)
+                    break
+        return wrong
+
+    missing = answered_otherwise(set(ledger.present), 200)
+    resurrected = answered_otherwise(set(ledger.deleted), 404)
     return {"workers_in_step_s": in_step, "reads": checked, "missing": missing, "resurrected": resurrected}
 
 

@@ -202,36 +202,35 @@ def _encode_records(
 ) -> tuple[dict[str, tuple[str, tuple[np.ndarray, np.ndarray]]], int]:
     """The chunk vectors of the records an import writes (cache first), and how many texts were encoded."""
     writes = set(plan.added) | set(plan.changed)
-    todo = [p for p in publications if p.id in writes]
-    if not todo:
+    parts, encoded = _encode([p for p in publications if p.id in writes], encoder, cache, show_progress)
+    return {key: (encoder.name, chunks) for key, chunks in parts.items()}, encoded
+
+
+def _encode(
+    publications: Sequence[Publication], encoder: Encoder, cache: EmbeddingCache | None, show_progress: bool
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """id -> (chunk vectors, weights) of ``publications`` (cache first), and how many texts were encoded."""
+    if not publications:
         return {}, 0
     chunks, encoded = encode_cached(
         encoder,
-        [publication_text(p) for p in todo],
+        [publication_text(p) for p in publications],
         cache,
-        languages=[p.language for p in todo],
+        languages=[p.language for p in publications],
         show_progress=show_progress,
     )
-    return {p.id: (encoder.name, parts) for p, parts in zip(todo, chunks.split(), strict=True)}, encoded
+    return dict(zip((p.id for p in publications), chunks.split(), strict=True)), encoded
 
 
 def _chunks_of(
     snapshot: Snapshot, encoder: Encoder, cache: EmbeddingCache | None, show_progress: bool
 ) -> tuple[ChunkVectors, int]:
-    """The chunk vectors of the snapshot's publications: those API writes stored, the rest cached or encoded.
+    """The chunk vectors of the snapshot's publications: those the store holds, the rest cached or encoded.
     Returns them with the number of texts encoded."""
     publications = snapshot.publications
-    stored = {key: (v, w) for key, (model, v, w) in snapshot.chunks.items() if model == encoder.name}
-    todo: list[Publication] = [p for p in publications if p.id not in stored]
-    fresh, encoded = encode_cached(
-        encoder,
-        [publication_text(p) for p in todo],
-        cache,
-        languages=[p.language for p in todo],
-        show_progress=show_progress,
-    )
-    parts = dict(stored)
-    parts.update(zip((p.id for p in todo), fresh.split(), strict=True))
+    parts = {key: (v, w) for key, (model, v, w) in snapshot.chunks.items() if model == encoder.name}
+    fresh, encoded = _encode([p for p in publications if p.id not in parts], encoder, cache, show_progress)
+    parts.update(fresh)
     ordered = [parts[p.id] for p in publications]
     counts = np.fromiter((len(w) for _, w in ordered), dtype=np.int64, count=len(ordered))
     chunks = ChunkVectors(
