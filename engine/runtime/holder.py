@@ -324,7 +324,8 @@ class EngineHolder:
                     pass  # logged, kept in last_error; the previous build stays in service
                 except Exception as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
-                    logger.exception("following the store failed; retrying in %.2fs", interval)
+                    logger.exception("following the store failed; retrying in %.0fs", RETRY_DELAY)
+                    self._stop.wait(RETRY_DELAY)  # a lasting failure is logged every few seconds, not ten a second
 
         self._follower = threading.Thread(target=follow, name="store-follower", daemon=True)
         self._follower.start()
