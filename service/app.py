@@ -21,6 +21,8 @@ from engine.rank.query import InvalidQueryError
 from engine.runtime.holder import EngineHolder, ReloadError
 from service.dependencies import client_address, get_holder, get_recommender, parse_query
 from service.errors import register_error_handlers
+from service.fragment import fragment_options
+from service.fragment import router as fragment_router
 from service.limits import ClientLimits
 from service.middleware import HttpCacheMiddleware, RequestGuardMiddleware, route_path
 from service.related import related_query
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     # Before the catalog routes, so the hottest route is tried before their patterns (none of them ends in
     # /related, so none is shadowed).
     app.include_router(related_router)
+    app.include_router(fragment_router)
     install_web(app)
     admin = require_admin(active)
     admin_errors = {
@@ -235,6 +238,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     # and Starlette's own 405s list only the first route's methods: answer every other method here.
     for path, allow in (
         ("/publications/{publication_id:path}/related", "GET"),
+        ("/publications/{publication_id:path}/related.html", "GET"),
         ("/publications/{publication_id:path}", "GET, DELETE"),
         ("/publications", "GET, POST"),
     ):
@@ -263,6 +267,9 @@ def cache_key(scope: dict[str, Any]) -> str | None:
     try:
         if path.endswith("/related"):
             return repr(("related", path, related_query(scope["query_string"])))
+        if path.endswith("/related.html"):
+            query_string = scope["query_string"]
+            return repr(("fragment", path, related_query(query_string), fragment_options(query_string)))
         if path == "/publications":
             return repr(("browse", parse_query(BrowseParams, scope["query_string"])))
     except (RequestValidationError, InvalidQueryError):
@@ -288,7 +295,9 @@ def write_refusal(settings: Settings) -> Callable[[str, str, str | None], tuple 
 
     def refuse(method: str, path: str, authorization: str | None) -> tuple | None:
         protected = (method == "POST" and (path.startswith("/admin/") or path == "/publications")) or (
-            method == "DELETE" and path.startswith("/publications/") and not path.endswith("/related")
+            method == "DELETE"
+            and path.startswith("/publications/")
+            and not path.endswith(("/related", "/related.html"))
         )
         return bearer_refusal(settings, authorization) if protected else None
 

@@ -297,6 +297,7 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
         "/publications",
         "/publications/{publication_id}",
         "/publications/{publication_id}/related",
+        "/publications/{publication_id}/related.html",
         "/related",
         "/admin/reload",
     }
