@@ -111,6 +111,16 @@ def site(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Iterator[dic
 </body></html>""",
             encoding="utf-8",
         )
+        (host_dir / "article-fr.html").write_text(
+            f"""<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Un site partenaire</title></head>
+<body><h1>Un article</h1><h2>Sur le même sujet</h2>
+<div id="fr"><script src="{server.base}/widget.js" data-publication="{SEED}" data-k="4"
+  data-heading-level="3"></script></div>
+<div id="ar"><script src="{server.base}/widget.js" data-publication="{SEED}" data-k="4" data-locale="ar"
+  data-heading-level="3"></script></div>
+</body></html>""",
+            encoding="utf-8",
+        )
         yield {"base": server.base, "host": host_origin}
     finally:
         server.stop()
@@ -222,3 +232,28 @@ def test_widget_on_a_partner_site(page: Page, site: dict[str, str]) -> None:
     page.wait_for_selector("#second .rce-related--empty")
     assert "unavailable" in page.inner_text("#second")
     shot(page, "widget-on-partner-site")
+
+
+def test_widget_speaks_the_readers_language(page: Page, site: dict[str, str]) -> None:
+    page.goto(site["host"] + "/article-fr.html")
+    page.wait_for_selector("#fr .rce-item")
+    page.wait_for_selector("#ar .rce-item")
+    # The host page is French: the widget follows <html lang>; the second one asks for Arabic.
+    assert page.text_content("#fr h3.rce-related__heading") == "Contenus associés"
+    assert page.get_attribute("#fr .rce-related", "lang") == "fr"
+    assert page.text_content("#ar h3.rce-related__heading") == "محتوى ذو صلة"
+    assert page.get_attribute("#ar .rce-related", "dir") == "rtl"
+    # The score is shown, not only in a tooltip; type labels are translated.
+    assert page.inner_text("#fr .rce-item__score").startswith("Similarité ")
+    assert page.inner_text("#ar .rce-item__score").startswith("درجة التشابه ")
+    types_fr = {t.inner_text() for t in page.query_selector_all("#fr .rce-item__type")}
+    assert types_fr and types_fr <= {
+        "Document d’orientation",
+        "Note de synthèse",
+        "Tribune",
+        "Entretien",
+        "Podcast",
+        "Vidéo",
+    }
+    assert page.get_attribute("#ar .rce-related", "aria-busy") is None  # loaded: no longer busy
+    shot(page, "widget-in-french-and-arabic")
