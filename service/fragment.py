@@ -32,6 +32,7 @@ class FragmentParams(BaseModel):
 
     locale: Literal[LOCALES] = Field("en", description="language of the block's words; `ar` is right to left")
     heading_level: int = Field(2, ge=2, le=6, description="the heading's level, h2 to h6, to fit the host page")
+    thumbnails: bool = Field(False, description="show each item's catalog image, where it has one")
 
 
 @router.get(
@@ -94,6 +95,9 @@ def render_fragment(
                 "snippet": item.snippet if item.title else "",
                 "score_percent": round(100 * max(item.score, 0.0)),
                 "translations": [v for v in versions if v["href"]],
+                "image": item.image if options.thumbnails else None,
+                # Described by the catalog's `image_alt`, else by the title it illustrates.
+                "image_alt": _image_alt(recommender, item.id, item.title or item.snippet),
             }
         )
     return _template().render(
@@ -104,6 +108,12 @@ def render_fragment(
         level=options.heading_level,
         anchor=quote(publication_id, safe=""),
     )
+
+
+def _image_alt(recommender: Recommender, publication_id: str, fallback: str) -> str:
+    publication = recommender.publications.get(publication_id)
+    alt = publication.metadata.get("image_alt") if publication is not None else None
+    return alt if isinstance(alt, str) and alt.strip() else fallback
 
 
 @cache

@@ -192,6 +192,7 @@ class RelatedItemOut(BaseModel):
     translations: list[TranslationOut] = Field(description="the other language versions of this item")
     pinned: bool
     explanation: ExplanationOut | None = None
+    image: str | None = Field(None, description="the catalog's optional image URL (http/https)")
 
 
 class RelatedResponse(BaseModel):

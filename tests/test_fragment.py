@@ -22,7 +22,15 @@ HOSTILE = pub(
     language="ar",
     group="g-x",
 )
-HOSTILE_FR = pub("x1-fr", "trade finance", title="Version", url="https://example.org/fr/x", language="fr", group="g-x")
+HOSTILE_FR = pub(
+    "x1-fr",
+    "trade finance",
+    title="Version",
+    url="https://example.org/fr/x",
+    image='https://example.org/img/x.jpg?"><script>alert(4)</script>',
+    language="fr",
+    group="g-x",
+)
 
 
 class Markup(HTMLParser):
@@ -114,3 +122,30 @@ def test_errors_and_http_caching(client: TestClient) -> None:
     assert client.post("/publications/t2/related.html").status_code == 405
     empty = client.get("/publications/t2/related.html", params={"type": "no-such-type"})
     assert "No related content yet." in empty.text and "<ol" not in empty.text
+
+
+def test_images_are_shown_on_request_lazily_with_alt_text_and_reach_the_json_route(client: TestClient) -> None:
+    plain = parsed(client.get("/publications/t2/related.html", params={"k": 10}).text)
+    assert not [tag for tag, _ in plain.tags if tag == "img"]
+    markup = parsed(client.get("/publications/t2/related.html", params={"k": 10, "thumbnails": "true"}).text)
+    images = [attrs for tag, attrs in markup.tags if tag == "img"]
+    assert images == [
+        {
+            "class": "rce-item__image",
+            "src": 'https://example.org/img/x.jpg?"><script>alert(4)</script>',
+            "alt": "Version",
+            "loading": "lazy",
+            "decoding": "async",
+        }
+    ]
+    assert "script" not in [tag for tag, _ in markup.tags]
+    items = client.get("/publications/t2/related", params={"k": 10}).json()["items"]
+    assert {i["id"]: i["image"] for i in items if i["image"]} == {"x1-fr": images[0]["src"]}
+
+
+def test_a_javascript_image_never_enters_the_catalog(tmp_path: Path) -> None:
+    from engine import CatalogError, load_catalog
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [pub("b1", "trade", image="javascript:alert(1)")])
+    with pytest.raises(CatalogError, match="image"):
+        load_catalog(bad)

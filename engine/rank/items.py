@@ -102,6 +102,7 @@ class ItemBuilder:
             translations=shown[1],
             pinned=pinned,
             explanation=explanation,
+            image=p.metadata.get("image"),
         )
 
 

@@ -61,6 +61,7 @@ class RelatedItem:
     translations: tuple[Translation, ...] = ()
     pinned: bool = False
     explanation: Explanation | None = None
+    image: str | None = None  # the catalog's optional `image` (http/https, checked at load)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@
  * script's origin), language-policy (any|same|prefer), target (CSS selector of the element to fill;
  * default: a new element right after the script), styles ("none" to skip the default styles),
  * locale (en|fr|ar; default: the host page's <html lang>, else en), heading (its text; default: the
- * locale's "Related content"), heading-level (2-6, default 2).
+ * locale's "Related content"), heading-level (2-6, default 2), thumbnails ("true": each item's image).
  * The words come from the service's /static/locales.json (the server-rendered fragment's too).
  * CSS hooks: .rce-related, .rce-related__heading, .rce-related__list, .rce-item, .rce-item__title,
  * .rce-item__meta, .rce-item__type, .rce-item__score, .rce-item__snippet, .rce-item__versions, .rce-lang,
@@ -49,7 +49,9 @@
       ".rce-item__snippet{margin:.2em 0;font-size:.92em}.rce-lang{font-size:.75em;text-transform:uppercase;" +
       "border:1px solid currentColor;border-radius:3px;padding:0 .3em;margin-inline-end:.3em}" +
       ".rce-related--empty{opacity:.7;font-size:.9em}[dir=rtl].rce-item{text-align:right}" +
-      ".rce-item__score{margin-inline-start:.5em}.rce-related--busy{opacity:.6}";
+      ".rce-item__score{margin-inline-start:.5em}.rce-related--busy{opacity:.6}" +
+      ".rce-item__image{float:inline-start;width:4.5em;height:3em;object-fit:cover;margin-inline-end:.6em}" +
+      ".rce-item::after{content:'';display:block;clear:both}";
     document.head.appendChild(style);
   }
 
@@ -101,6 +103,14 @@
       }
       meta.appendChild(node("span", "rce-item__score",
         t.similarity + " " + Math.round(100 * Math.max(0, item.score)) + "\u00a0%"));
+      if (data.thumbnails === "true" && item.image && /^https?:/i.test(item.image)) {
+        var image = node("img", "rce-item__image");
+        image.setAttribute("src", item.image);
+        image.setAttribute("alt", titleOf(item));
+        image.setAttribute("loading", "lazy");
+        image.setAttribute("decoding", "async");
+        li.appendChild(image);
+      }
       li.appendChild(title);
       li.appendChild(meta);
       if (item.title && item.snippet) li.appendChild(node("p", "rce-item__snippet", item.snippet));
