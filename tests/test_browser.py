@@ -257,3 +257,12 @@ def test_widget_speaks_the_readers_language(page: Page, site: dict[str, str]) ->
     }
     assert page.get_attribute("#ar .rce-related", "aria-busy") is None  # loaded: no longer busy
     shot(page, "widget-in-french-and-arabic")
+
+
+def test_server_rendered_block_in_arabic_and_french(page: Page, site: dict[str, str]) -> None:
+    for locale, heading in (("ar", "محتوى ذو صلة"), ("fr", "Contenus associés")):
+        page.goto(f"{site['base']}/publications/{SEED}/related.html?k=4&locale={locale}")
+        assert page.text_content(".rce-related__heading") == heading
+        assert page.get_attribute(".rce-related", "dir") == ("rtl" if locale == "ar" else "ltr")
+        assert len(page.query_selector_all(".rce-item")) == 4 and page.evaluate("window.__pwned") is None
+        shot(page, f"fragment-{locale}")
