@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field
 
 from engine import Recommender, RelatedQuery
 from engine.rank.recommend import RelatedResult
-from service.dependencies import client_address, parse_query, recommender_of
+from service.dependencies import parse_query, recommender_of
 from service.locales import LOCALES, direction, strings
-from service.related import related_query
+from service.related import recommend, related_query
 from service.schemas import INVALID, LIMITED, NOT_FOUND, PUBLICATION_ID_PARAMETER, RelatedParams, query_parameters
 
 router = APIRouter()
@@ -53,11 +53,7 @@ async def related_fragment(request: Request) -> Response:
     recommender = recommender_of(request)
     query = related_query(request.scope["query_string"])
     options = fragment_options(request.scope["query_string"])
-    if query.light:
-        result = recommender.recommend(publication_id, query)
-    else:
-        request.app.state.limits.check("heavy", client_address(request))
-        result = await request.app.state.work.run(recommender.recommend, publication_id, query)
+    result = await recommend(request, recommender, publication_id, query)
     body = render_fragment(recommender, publication_id, query, result, options)
     return Response(body, media_type="text/html; charset=utf-8")
 

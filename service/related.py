@@ -49,14 +49,20 @@ async def related(request: Request) -> Response:
     publication_id = request.path_params["publication_id"]
     recommender = recommender_of(request)
     query = related_query(request.scope["query_string"])
-    # A light query (a lookup in the stored neighbour lists) runs on the event loop: cheaper than a hop to a
-    # thread. Any other is counted per client address and runs in the bounded work pool.
-    if query.light:
-        result = recommender.recommend(publication_id, query)
-    else:
-        request.app.state.limits.check("heavy", client_address(request))
-        result = await request.app.state.work.run(recommender.recommend, publication_id, query)
+    result = await recommend(request, recommender, publication_id, query)
     return related_response(publication_id, recommender, query, result)
+
+
+async def recommend(
+    request: Request, recommender: Recommender, publication_id: str, query: RelatedQuery
+) -> RelatedResult:
+    """The related list of a catalog item, for the JSON and the HTML routes alike. A light query (a lookup in
+    the stored neighbour lists) runs on the event loop: cheaper than a hop to a thread. Any other is counted
+    per client address and runs in the bounded work pool."""
+    if query.light:
+        return recommender.recommend(publication_id, query)
+    request.app.state.limits.check("heavy", client_address(request))
+    return await request.app.state.work.run(recommender.recommend, publication_id, query)
 
 
 async def draft_query(request: Request) -> RelatedQuery:
