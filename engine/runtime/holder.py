@@ -30,7 +30,7 @@ from engine.index.folder import BuildLock, BuildLockedError, clean_leftovers
 from engine.index.overrides import OVERRIDES_FILE, OverridesError, OverridesFile, read_overrides
 from engine.index.store import Build, resolve_build
 from engine.rank.recommend import Recommender
-from engine.runtime.loading import LOAD_ERRORS, compose, load_build
+from engine.runtime.loading import LOAD_ERRORS, changes_after, compose, load_build
 from engine.runtime.writes import WriteRejectedError, WriteReport, check_write, encode_upserts
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ WARM_DELAY = 1.0
 
 class NotReadyError(RuntimeError):
     """No index is loaded yet (HTTP maps it to 503)."""
+
+    retry_after = 5
 
 
 class ReloadError(RuntimeError):
@@ -78,8 +80,7 @@ class EngineHolder:
         self.cache = cache
         self.store: CatalogStore | None = None
         self._current: Recommender | None = None
-        self.loaded_at: str | None = None
-        self.serving_since: float | None = None
+        self.serving_since: float | None = None  # when the recommender in service was swapped in (Unix time)
         self.last_error: str | None = None  # of the last reload or catch-up that failed, until one succeeds
         self.fallback: str | None = None  # why an older build is served, when the current one is unusable
         self.pending = 0  # store changes without vectors of the build's model, waiting for a build
@@ -87,7 +88,6 @@ class EngineHolder:
         self._overrides: OverridesFile | None = None
         self._changes: dict[str, Change] = {}
         self._vectors: dict[tuple[str, int], np.ndarray] = {}
-        self._applied = 0  # the store generation served
         self._reloads_seen = 0
         self._signature: tuple[str, int] | None = None
         self._reload_lock = threading.Lock()  # the served state: held for a swap, never for a load
@@ -106,14 +106,21 @@ class EngineHolder:
         return recommender
 
     @property
+    def loaded_at(self) -> str | None:
+        """:attr:`serving_since` as an ISO time, to the second."""
+        if self.serving_since is None:
+            return None
+        return dt.datetime.fromtimestamp(self.serving_since, dt.UTC).isoformat(timespec="seconds")
+
+    @property
     def ready(self) -> bool:
         """Whether an index is in service."""
         return self._current is not None
 
     @property
     def generation(self) -> int:
-        """The catalog store generation served."""
-        return self._applied
+        """The catalog store generation served (0 before the first load)."""
+        return self._current.generation if self._current is not None else 0
 
     def reload(self, *, everywhere: bool = False) -> ReloadReport:
         """Load the current build of the index folder with the store's changes since, and swap it in; on
@@ -128,7 +135,7 @@ class EngineHolder:
                 build, fallback = load_build(self.index_dir, self.expected_model)
                 overrides = read_overrides(self.index_dir)
                 store = self._open_store(build)
-                generation, changes = self._changes_after(store, build, 0)
+                generation, changes = changes_after(store, build)
                 vectors: dict[tuple[str, int], np.ndarray] = {}
                 fresh, pending = compose(build, overrides, changes.values(), generation, self.encoder, vectors)
                 fresh.warm()  # the old build serves meanwhile; no request pays for the new one's first use
@@ -140,14 +147,13 @@ class EngineHolder:
                 raise ReloadError(self.last_error) from exc
             with self._reload_lock:
                 # Writes committed while it loaded join it (cheaply: the tables of this build are reused).
-                now, later = self._changes_after(store, build, generation)
+                now, later = changes_after(store, build, generation)
                 if later:
                     changes = {**changes, **later}
                     fresh, pending = compose(
                         build, overrides, changes.values(), now, self.encoder, vectors, previous=fresh
                     )
                 self._base, self._overrides, self._changes, self._vectors = build, overrides, changes, vectors
-                self._applied = now
                 self.fallback, self.pending = fallback, pending
                 self._swap_in(fresh)
             for warning in fresh.overrides.warnings:  # once a reload, not once a write
@@ -206,8 +212,8 @@ class EngineHolder:
         with self._reload_lock:
             if self.store is None or self._base is None:
                 return False
-            generation, changes = self.store.changes_since(self._applied)
-            if generation <= self._applied:
+            generation, changes = self.store.changes_since(self.generation)
+            if generation <= self.generation:
                 return False
             merged = {**self._changes, **{c.id: c for c in changes}}
             fresh, pending = compose(
@@ -216,7 +222,7 @@ class EngineHolder:
             live = {(c.id, c.version) for c in merged.values()}
             for stale in [key for key in self._vectors if key not in live]:
                 del self._vectors[stale]
-            self._changes, self._applied, self.pending = merged, generation, pending
+            self._changes, self.pending = merged, pending
             self._swap_in(fresh)
         # Served without waiting for the term statistics (a minute at 100k items): they are computed in the
         # background once writes pause for WARM_DELAY, so a burst of writes pays for them once; an explanation
@@ -243,14 +249,6 @@ class EngineHolder:
             )
         return self.store
 
-    def _changes_after(self, store: CatalogStore | None, build: Build, since: int) -> tuple[int, dict[str, Change]]:
-        """The store's generation and its changes after the build's generation and ``since``."""
-        base = build.manifest.store_generation if build.manifest and build.manifest.store_generation else 0
-        if store is None:
-            return max(base, since), {}
-        generation, changes = store.changes_since(max(base, since))
-        return max(generation, base, since), {c.id: c for c in changes}
-
     def _warm_if_current(self, recommender: Recommender) -> None:
         """Warm ``recommender`` unless a later write replaced it meanwhile (one warm-up at a time)."""
         with self._warm_lock:
@@ -267,7 +265,6 @@ class EngineHolder:
         # first, so no garbage of the loading (np.load leaves small cycles) is frozen with them.
         gc.collect()
         gc.freeze()
-        self.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.serving_since = time.time()  # of this generation: how late a worker caught up is measurable
         self.last_error = None
 
@@ -298,14 +295,16 @@ class EngineHolder:
             if retry or self.signature() != self._signature:  # not loaded yet: again once the folder changes
                 self.try_load()
             return
-        generation, reloads = self.store.positions() if self.store is not None else (self._applied, self._reloads_seen)
+        generation, reloads = (
+            self.store.positions() if self.store is not None else (self.generation, self._reloads_seen)
+        )
         link, mtime = self.signature()
         # A new `current` is always noticed (a build that died before announcing itself); the overrides file,
         # edited by hand, with `watch`.
         moved = link != self._signature[0] or (watch and mtime != self._signature[1])
         if retry or moved or reloads != self._reloads_seen:
             self.reload()
-        elif generation != self._applied:
+        elif generation != self.generation:
             self.catch_up()
 
     def start_following(self, interval: float = FOLLOW_INTERVAL, *, watch: bool = False) -> None:

@@ -30,16 +30,22 @@ def load_recommender(index_dir: Path, expected_model: str | None = None, encoder
     """What a worker of ``index_dir`` serves now: its current build (see :meth:`Build.load`), the catalog store's
     changes since that build, and the overrides. Reads the store, never writes it."""
     build = Build.load(Path(index_dir), expected_model)
-    changes: list[Change] = []
-    generation = build.manifest.store_generation or 0
-    if CatalogStore.exists(index_dir):
-        store = CatalogStore.of(index_dir)
-        try:
-            now, changes = store.changes_since(generation)
-        finally:
+    store = CatalogStore.of(index_dir) if CatalogStore.exists(index_dir) else None
+    try:
+        generation, changes = changes_after(store, build)
+    finally:
+        if store is not None:
             store.close()
-        generation = max(now, generation)
-    return compose(build, read_overrides(Path(index_dir)), changes, generation, encoder)[0]
+    return compose(build, read_overrides(Path(index_dir)), changes.values(), generation, encoder)[0]
+
+
+def changes_after(store: CatalogStore | None, build: Build, since: int = 0) -> tuple[int, dict[str, Change]]:
+    """The store's generation, and its changes after both the build's generation and ``since``, by id."""
+    base = max(build.manifest.store_generation or 0 if build.manifest is not None else 0, since)
+    if store is None:
+        return base, {}
+    generation, changes = store.changes_since(base)
+    return max(generation, base), {c.id: c for c in changes}
 
 
 def load_build(index_dir: Path, expected_model: str | None = None) -> tuple[Build, str | None]:
