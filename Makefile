@@ -33,13 +33,19 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports  # the engine's layers (pyproject.toml [tool.importlinter])
 
-# The browser tests drive Debian's Chromium (never a downloaded browser); as root, install it if missing.
+# The browser, Hugo and WordPress tests use Debian's Chromium (never a downloaded browser), hugo and php-cli;
+# as root, install whichever is missing. axe-core (the accessibility checks) comes from npm, pinned by its lock file.
+DEBIAN_TOOLS := chromium:chromium hugo:hugo php:php-cli
 browser:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+	@missing=""; for pair in $(DEBIAN_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "note: no Chromium and not root: the browser tests will be skipped"; fi
+		echo "installing Debian's$$missing for the browser, Hugo and WordPress tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "note: missing$$missing and not root: the tests that need them will be skipped"; fi
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/browser --no-audit --no-fund --silent; \
+	else echo "note: no npm: the accessibility checks will be skipped"; fi
 
 test: setup lint browser
 	$(BIN)/python -m pytest

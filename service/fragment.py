@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from jinja2 import Environment, FileSystemLoader, Template, select_autoescape
 from pydantic import BaseModel, Field
 
-from engine import Recommender, RelatedQuery
+from engine import Recommender
 from engine.rank.recommend import RelatedResult
 from service.dependencies import parse_query, recommender_of
 from service.locales import LOCALES, direction, strings
@@ -54,7 +54,7 @@ async def related_fragment(request: Request) -> Response:
     query = related_query(request.scope["query_string"])
     options = fragment_options(request.scope["query_string"])
     result = await recommend(request, recommender, publication_id, query)
-    body = render_fragment(recommender, publication_id, query, result, options)
+    body = render_fragment(recommender, publication_id, result, options)
     return Response(body, media_type="text/html; charset=utf-8")
 
 
@@ -64,7 +64,7 @@ def fragment_options(query_string: bytes) -> FragmentParams:
 
 
 def render_fragment(
-    recommender: Recommender, publication_id: str, query: RelatedQuery, result: RelatedResult, options: FragmentParams
+    recommender: Recommender, publication_id: str, result: RelatedResult, options: FragmentParams
 ) -> str:
     """The fragment's HTML."""
     words = strings(options.locale)

@@ -12,7 +12,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def install_web(app: FastAPI) -> None:
-    """Serve ``/`` (the related-content page), ``/widget.js`` and ``/static/*``."""
+    """Serve ``/`` (the related-content page), ``/widget.js``, ``/related.css`` and ``/static/*``."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
@@ -25,6 +25,14 @@ def install_web(app: FastAPI) -> None:
         return FileResponse(
             STATIC / "widget.js",
             media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=300"},
+        )
+
+    @router.get("/related.css")
+    def stylesheet() -> FileResponse:
+        return FileResponse(
+            STATIC / "related.css",
+            media_type="text/css; charset=utf-8",
             headers={"Cache-Control": "public, max-age=300"},
         )
 

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from engine import build_index
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.model
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+# axe-core from npm (tests/browser/package.json, installed by `make test` with `npm ci`).
+AXE = PROJECT_ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+SERIOUS = {"serious", "critical"}
 SEED = "pcns-plan-b-like-minded-internationalism"
 ARABIC = "demo-multilateralism-at-crossroads-podcast"
 EVIL_TITLE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> Ports and fisheries'
@@ -103,7 +107,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Iterator[dic
     server = Server(folder / "index", "--no-model", env={"RCE_CORS_ORIGINS": json.dumps([host_origin])})
     try:
         (host_dir / "article.html").write_text(
-            f"""<!doctype html><html><head><meta charset="utf-8"><title>A partner site</title></head>
+            f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A partner site</title></head>
 <body><h1>An article on a partner site</h1><p>Text of the article.</p>
 <div id="first"><script src="{server.base}/widget.js" data-publication="twin-of-evil" data-k="4"></script></div>
 <div id="second"><script src="{server.base}/widget.js" data-publication="{SEED}" data-k="4"
@@ -259,10 +263,70 @@ def test_widget_speaks_the_readers_language(page: Page, site: dict[str, str]) ->
     shot(page, "widget-in-french-and-arabic")
 
 
+def host_page(page: Page, site: dict[str, str], locale: str, **params: object) -> None:
+    """A host page that includes the fragment server-side, as a CMS does, and links the default stylesheet."""
+    fragment = httpx.get(f"{site['base']}/publications/{SEED}/related.html", params={"locale": locale, **params}).text
+    direction = "rtl" if locale == "ar" else "ltr"
+    page.set_content(
+        f"""<!doctype html><html lang="{locale}" dir="{direction}"><head><meta charset="utf-8"><title>Article</title>
+<link rel="stylesheet" href="{site["base"]}/related.css">
+<style>body {{ font: 16px/1.5 system-ui, "Noto Sans", "Noto Naskh Arabic", sans-serif; max-width: 46rem;
+margin: 2rem auto; color: #1d2433; }}</style></head>
+<body><main><h1>Article</h1><p>Text of the article.</p>{fragment}</main></body></html>""",
+        wait_until="load",
+    )
+
+
 def test_server_rendered_block_in_arabic_and_french(page: Page, site: dict[str, str]) -> None:
     for locale, heading in (("ar", "محتوى ذو صلة"), ("fr", "Contenus associés")):
         page.goto(f"{site['base']}/publications/{SEED}/related.html?k=4&locale={locale}")
         assert page.text_content(".rce-related__heading") == heading
         assert page.get_attribute(".rce-related", "dir") == ("rtl" if locale == "ar" else "ltr")
         assert len(page.query_selector_all(".rce-item")) == 4 and page.evaluate("window.__pwned") is None
+        # Included in a page with the default stylesheet: the screenshots in docs/screenshots come from here.
+        host_page(page, site, locale, k=4)
+        assert page.evaluate("getComputedStyle(document.querySelector('.rce-related__list')).listStyleType") == "none"
         shot(page, f"fragment-{locale}")
+
+
+def axe_violations(page: Page, context: str | None = None) -> list[dict]:
+    """Serious and critical axe-core violations on the page (or inside the `context` selector)."""
+    if not AXE.is_file():
+        pytest.skip(f"axe-core is not installed at {AXE}: run `npm ci --prefix tests/browser` (make test does)")
+    page.add_script_tag(path=str(AXE))
+    results = page.evaluate(
+        "context => axe.run(context || document, {resultTypes: ['violations']})",
+        context,
+    )
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["html"][:120] for n in v["nodes"]]}
+        for v in results["violations"]
+        if v["impact"] in SERIOUS
+    ]
+
+
+@pytest.mark.parametrize("publication", [SEED, ARABIC], ids=["en", "ar"])
+def test_page_has_no_serious_accessibility_violations(page: Page, site: dict[str, str], publication: str) -> None:
+    page.goto(site["base"] + f"/?id={publication}")
+    page.wait_for_selector("#related-list li")
+    assert axe_violations(page) == []
+
+
+def test_widget_has_no_serious_accessibility_violations(page: Page, site: dict[str, str]) -> None:
+    page.goto(site["host"] + "/article-fr.html")  # one widget in French (the page's language), one in Arabic
+    page.wait_for_selector("#fr .rce-item")
+    page.wait_for_selector("#ar .rce-item")
+    assert axe_violations(page) == []
+    page.goto(site["host"] + "/article.html")  # English, and the quiet state of a widget whose service is down
+    page.wait_for_selector("#first .rce-item")
+    page.wait_for_selector("#second .rce-related--empty")
+    assert axe_violations(page) == []
+
+
+@pytest.mark.parametrize("locale", ["en", "ar"])
+def test_fragment_in_a_page_has_no_serious_accessibility_violations(
+    page: Page, site: dict[str, str], locale: str
+) -> None:
+    host_page(page, site, locale, k=6, thumbnails="true")  # as a CMS includes it, with the default stylesheet
+    assert page.query_selector_all(".rce-item")
+    assert axe_violations(page) == []

@@ -20,6 +20,7 @@ from scripts import (
     crash_suite,
     delta_quality,
     evaluate,
+    export_related,
     hostile,
     prepare_model,
     quality_attempts,
@@ -52,6 +53,7 @@ from tests.fakes import write_jsonl
         crash_suite,
         write_latency,
         delta_quality,
+        export_related,
     ],
 )
 def test_help(script, capsys: pytest.CaptureFixture[str]) -> None:

@@ -357,6 +357,10 @@ def test_page_and_widget_are_served(client: TestClient) -> None:
     widget = client.get("/widget.js")
     assert widget.headers["content-type"].startswith("text/javascript") and "data-publication" in widget.text
     assert client.get("/static/app.js").status_code == 200
+    # One default stylesheet for the widget (which links it) and the fragment (whose host page links it).
+    stylesheet = client.get("/related.css")
+    assert stylesheet.headers["content-type"].startswith("text/css") and ".rce-item__title" in stylesheet.text
+    assert "/related.css" in widget.text
 
 
 def test_response_cache_never_serves_a_stale_list(client: TestClient, small_index: Path) -> None:

@@ -2,7 +2,8 @@
  *   <script src="https://related.example.org/widget.js" data-publication="ID" data-k="6"></script>
  * Options (data-*): publication (required), k (1-12, default 6), api (service base URL, default: this
  * script's origin), language-policy (any|same|prefer), target (CSS selector of the element to fill;
- * default: a new element right after the script), styles ("none" to skip the default styles),
+ * default: a new element right after the script), styles ("none" to skip the default stylesheet,
+ * the service's /related.css),
  * locale (en|fr|ar; default: the host page's <html lang>, else en), heading (its text; default: the
  * locale's "Related content"), heading-level (2-6, default 2), thumbnails ("true": each item's image).
  * The words come from the service's /static/locales.json (the server-rendered fragment's too).
@@ -39,19 +40,12 @@
   root.setAttribute("lang", locale);
   root.setAttribute("dir", rtl[locale] ? "rtl" : "ltr");
 
-  if (data.styles !== "none" && !document.querySelector("style[data-rce]")) {
-    var style = document.createElement("style");
+  // The default look is one stylesheet, shared with the server-rendered fragment (/related.css).
+  if (data.styles !== "none" && !document.querySelector("link[data-rce]")) {
+    var style = document.createElement("link");
+    style.rel = "stylesheet";
+    style.href = api + "/related.css";
     style.setAttribute("data-rce", "");
-    style.textContent = ".rce-related{font:inherit;margin:1.5em 0}.rce-related__heading{text-transform:uppercase;" +
-      "letter-spacing:.1em;font-size:.85em;border-top:2px solid currentColor;padding-top:.6em}" +
-      ".rce-related__list{list-style:none;padding:0;margin:0}.rce-item{padding:.6em 0;border-bottom:1px solid #ddd}" +
-      ".rce-item__title{font-weight:600}.rce-item__meta,.rce-item__versions{font-size:.8em;opacity:.75}" +
-      ".rce-item__snippet{margin:.2em 0;font-size:.92em}.rce-lang{font-size:.75em;text-transform:uppercase;" +
-      "border:1px solid currentColor;border-radius:3px;padding:0 .3em;margin-inline-end:.3em}" +
-      ".rce-related--empty{opacity:.7;font-size:.9em}[dir=rtl].rce-item{text-align:right}" +
-      ".rce-item__score{margin-inline-start:.5em}.rce-related--busy{opacity:.6}" +
-      ".rce-item__image{float:inline-start;width:4.5em;height:3em;object-fit:cover;margin-inline-end:.6em}" +
-      ".rce-item::after{content:'';display:block;clear:both}";
     document.head.appendChild(style);
   }
 
