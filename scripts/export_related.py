@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also write each list as the server-rendered HTML fragment in this locale; repeat for several",
     )
     parser.add_argument("--heading-level", type=int, default=2, help="the fragments' heading, h2-h6 (default: 2)")
+    parser.add_argument("--thumbnails", action="store_true", help="the fragments show each item's catalog image")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not 1 <= args.k <= MAX_K:
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     renderers: dict[str, Renderer] = {
         locale: partial(
-            render_fragment, recommender, options=FragmentParams(locale=locale, heading_level=args.heading_level)
+            render_fragment,
+            recommender,
+            options=FragmentParams(locale=locale, heading_level=args.heading_level, thumbnails=args.thumbnails),
         )
         for locale in dict.fromkeys(args.locale)
     }

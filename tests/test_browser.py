@@ -108,21 +108,21 @@ def site(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Iterator[dic
     try:
         (host_dir / "article.html").write_text(
             f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A partner site</title></head>
-<body><h1>An article on a partner site</h1><p>Text of the article.</p>
+<body><main><h1>An article on a partner site</h1><p>Text of the article.</p>
 <div id="first"><script src="{server.base}/widget.js" data-publication="twin-of-evil" data-k="4"></script></div>
 <div id="second"><script src="{server.base}/widget.js" data-publication="{SEED}" data-k="4"
   data-api="http://127.0.0.1:9"></script></div>
-</body></html>""",
+</main></body></html>""",
             encoding="utf-8",
         )
         (host_dir / "article-fr.html").write_text(
             f"""<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Un site partenaire</title></head>
-<body><h1>Un article</h1><h2>Sur le même sujet</h2>
+<body><main><h1>Un article</h1><h2>Sur le même sujet</h2>
 <div id="fr"><script src="{server.base}/widget.js" data-publication="{SEED}" data-k="4"
   data-heading-level="3"></script></div>
 <div id="ar"><script src="{server.base}/widget.js" data-publication="{SEED}" data-k="4" data-locale="ar"
   data-heading-level="3"></script></div>
-</body></html>""",
+</main></body></html>""",
             encoding="utf-8",
         )
         yield {"base": server.base, "host": host_origin}
@@ -289,38 +289,44 @@ def test_server_rendered_block_in_arabic_and_french(page: Page, site: dict[str, 
         shot(page, f"fragment-{locale}")
 
 
-def axe_violations(page: Page, context: str | None = None) -> list[dict]:
-    """Serious and critical axe-core violations on the page (or inside the `context` selector)."""
+def axe_violations(page: Page, name: str) -> list[dict]:
+    """Serious and critical axe-core violations on the page; every result, by impact, goes to
+    test-artifacts/axe-<name>.json."""
     if not AXE.is_file():
         pytest.skip(f"axe-core is not installed at {AXE}: run `npm ci --prefix tests/browser` (make test does)")
     page.add_script_tag(path=str(AXE))
-    results = page.evaluate(
-        "context => axe.run(context || document, {resultTypes: ['violations']})",
-        context,
-    )
-    return [
+    results = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    violations = [
         {"id": v["id"], "impact": v["impact"], "nodes": [n["html"][:120] for n in v["nodes"]]}
         for v in results["violations"]
-        if v["impact"] in SERIOUS
     ]
+    ARTIFACTS.mkdir(exist_ok=True)
+    summary = {
+        "axe": results["testEngine"]["version"],
+        "url": page.url,
+        "rules_passed": len(results["passes"]),
+        "violations": violations,
+    }
+    (ARTIFACTS / f"axe-{name}.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    return [v for v in violations if v["impact"] in SERIOUS]
 
 
 @pytest.mark.parametrize("publication", [SEED, ARABIC], ids=["en", "ar"])
 def test_page_has_no_serious_accessibility_violations(page: Page, site: dict[str, str], publication: str) -> None:
     page.goto(site["base"] + f"/?id={publication}")
     page.wait_for_selector("#related-list li")
-    assert axe_violations(page) == []
+    assert axe_violations(page, f"page-{'en' if publication == SEED else 'ar'}") == []
 
 
 def test_widget_has_no_serious_accessibility_violations(page: Page, site: dict[str, str]) -> None:
     page.goto(site["host"] + "/article-fr.html")  # one widget in French (the page's language), one in Arabic
     page.wait_for_selector("#fr .rce-item")
     page.wait_for_selector("#ar .rce-item")
-    assert axe_violations(page) == []
+    assert axe_violations(page, "widget-fr-ar") == []
     page.goto(site["host"] + "/article.html")  # English, and the quiet state of a widget whose service is down
     page.wait_for_selector("#first .rce-item")
     page.wait_for_selector("#second .rce-related--empty")
-    assert axe_violations(page) == []
+    assert axe_violations(page, "widget-en-and-unavailable") == []
 
 
 @pytest.mark.parametrize("locale", ["en", "ar"])
@@ -329,4 +335,4 @@ def test_fragment_in_a_page_has_no_serious_accessibility_violations(
 ) -> None:
     host_page(page, site, locale, k=6, thumbnails="true")  # as a CMS includes it, with the default stylesheet
     assert page.query_selector_all(".rce-item")
-    assert axe_violations(page) == []
+    assert axe_violations(page, f"fragment-{locale}") == []

@@ -97,26 +97,8 @@ def test_ids_that_are_not_safe_file_names_get_hashed_names_inside_the_folder(ind
 
 def test_fragments_in_the_export_carry_no_markup_from_the_catalog(index_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    assert (
-        export_script.main(
-            [
-                "--index-dir",
-                str(index_dir),
-                "--out",
-                str(out),
-                "--k",
-                "5",
-                "--locale",
-                "ar",
-                "--locale",
-                "fr",
-                "--format",
-                "json",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    args = ["--index-dir", str(index_dir), "--out", str(out), "--k", "5", "--format", "json", "--thumbnails"]
+    assert export_script.main([*args, "--locale", "ar", "--locale", "fr", "--quiet"]) == 0
     stems = json.loads((out / "ids.json").read_text(encoding="utf-8"))
     related_to_hostile = [
         stem
@@ -128,6 +110,7 @@ def test_fragments_in_the_export_carry_no_markup_from_the_catalog(index_dir: Pat
         for stem in related_to_hostile:
             html = (out / "html" / locale / f"{stem}.html").read_text(encoding="utf-8")
             assert f'lang="{locale}"' in html and "&lt;script&gt;alert(1)" in html
+            assert 'class="rce-item__image" src="https://example.org/i.png?&#34;&gt;&lt;script&gt;' in html
             assert "<script" not in html and "onerror=" not in html.replace("onerror=&#34;", "")
     assert (out / "html" / "ar" / "t2.html").read_text(encoding="utf-8").startswith('<section class="rce-related"')
 

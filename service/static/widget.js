@@ -56,8 +56,14 @@
     return n;
   }
 
+  // The block is a region named by its heading (as the server-rendered fragment is), one id per widget.
+  var headingId = "rce-heading-" + (window.__rceWidgets = (window.__rceWidgets || 0) + 1);
+  root.setAttribute("aria-labelledby", headingId);
+
   function heading() {
-    return node("h" + level, "rce-related__heading", data.heading || t.heading);
+    var h = node("h" + level, "rce-related__heading", data.heading || t.heading);
+    h.id = headingId;
+    return h;
   }
 
   function empty(message) {
