@@ -10,6 +10,7 @@ interrupted run leaves the previous one in place.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--heading-level", type=int, default=2, help="the fragments' heading, h2-h6 (default: 2)")
     parser.add_argument("--thumbnails", action="store_true", help="the fragments show each item's catalog image")
+    parser.add_argument(
+        "--collapse-translations",
+        action="store_true",
+        help="one entry per translation group, linking the other languages (as the widget shows it)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not 1 <= args.k <= MAX_K:
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         recommender = load_recommender(args.index_dir)
     except LOAD_ERRORS as exc:
         print(
-            f"error: cannot load the index in {args.index_dir}: {exc}; build it with scripts/build_index.py",
+            f"error: cannot load the index in {args.index_dir}: {exc}",
             file=sys.stderr,
         )
         return 2
@@ -66,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for locale in dict.fromkeys(args.locale)
     }
+    # A SIGTERM (cron, systemd, a CI timeout) stops the export like Ctrl-C: its staging folder is removed.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = export_related(
             recommender,
@@ -73,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             k=args.k,
             formats=args.format or FORMATS,
             renderers=renderers,
+            collapse_translations=args.collapse_translations,
             progress=not args.quiet,
         )
     except (ExportError, InvalidQueryError) as exc:
@@ -80,10 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"error: cannot write{where}: {exc.strerror or exc}; the previous export is unchanged", file=sys.stderr)
+        print(f"error: cannot write{where}: {exc.strerror or exc}; {_UNCHANGED}", file=sys.stderr)
         return 4
+    except KeyboardInterrupt:
+        print(f"interrupted: {_UNCHANGED}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(report.summary())
     return 0
+
+
+_UNCHANGED = "no export was written; any earlier export in --out is unchanged"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def test_valid_catalog_keeps_fields_and_unknown_metadata(tmp_path: Path) -> None
         ('{"abstract": "no id"}', "id", "missing"),
         ('{"id": "  ", "abstract": "blank id"}', "id", "missing"),
         ('{"id": 7, "abstract": "numeric id"}', "id", "must be a string"),
+        ('{"id": "p\\nq", "abstract": "an id no URL can name"}', "id", "control character (U+000A at position 1)"),
         ('{"id": "x", "title": "", "abstract": "  "}', "title/abstract", "both are empty"),
         ('{"id": "x", "abstract": "t", "published": "2024-13-01"}', "published", "not a date"),
         ('{"id": "x", "abstract": "t", "published": "12/05/2025"}', "published", "not a date"),

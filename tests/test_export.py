@@ -54,19 +54,24 @@ def index_dir(tmp_path: Path) -> Path:
     return index
 
 
-def test_every_list_is_the_services_answer(index_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("collapse", [False, True], ids=["versions", "collapsed"])
+def test_every_list_is_the_services_answer(index_dir: Path, tmp_path: Path, collapse: bool) -> None:
     out = tmp_path / "export"
-    report = export_related(load_recommender(index_dir), out, k=4, progress=False)
+    report = export_related(load_recommender(index_dir), out, k=4, collapse_translations=collapse, progress=False)
     stems = json.loads((out / "ids.json").read_text(encoding="utf-8"))
     assert report.count == len(stems) == len(SMALL_CATALOG) + len(AWKWARD_IDS) + 1
     bulk = [json.loads(line) for line in (out / "related.jsonl").read_text(encoding="utf-8").splitlines()]
     with make_client(index_dir) as client:
         for line in bulk:
-            served = client.get(f"/publications/{quote(line['id'], safe='')}/related", params={"k": 4})
+            served = client.get(
+                f"/publications/{quote(line['id'], safe='')}/related",
+                params={"k": 4, "collapse_translations": collapse},
+            )
             assert served.status_code == 200, line["id"]
             assert line == served.json()  # the same body, build id included
-            stored = json.loads((out / "items" / f"{stems[line['id']]}.json").read_text(encoding="utf-8"))
-            assert stored == line
+            assert (out / "items" / f"{stems[line['id']]}.json").read_bytes() == served.content  # byte for byte
+    # t1-en and t1-fr are versions of one publication: collapsed, never both in one list.
+    assert any({"t1-en", "t1-fr"} <= {i["id"] for i in line["items"]} for line in bulk) is not collapse
     with (out / "related.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     # One row per (publication, related item), in rank order.
@@ -82,7 +87,7 @@ def test_ids_that_are_not_safe_file_names_get_hashed_names_inside_the_folder(ind
     report = export_related(load_recommender(index_dir), out, k=3, formats=["json"], progress=False)
     stems = json.loads((out / "ids.json").read_text(encoding="utf-8"))
     # Every awkward id is hashed: a path, a query, a Windows device, a case clash, non-ASCII, too long, a dot.
-    assert all(stems[i].startswith("~") for i in AWKWARD_IDS)
+    assert all(stems[i].startswith("_") for i in AWKWARD_IDS)
     assert stems["t1-en"] == "t1-en" and stems["hostile"] == "hostile"
     assert report.hashed_names == len(AWKWARD_IDS)
     assert len(set(stems.values())) == len(stems)
@@ -192,15 +197,59 @@ def test_an_interrupted_swap_is_put_back(index_dir: Path, tmp_path: Path) -> Non
     assert report.replaced and not (tmp_path / ".export.old").exists()
 
 
-def test_never_replaces_a_folder_that_is_not_an_export(index_dir: Path, tmp_path: Path) -> None:
+def test_never_replaces_a_folder_that_is_not_an_export(
+    index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recommender = load_recommender(index_dir)
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("precious")
-    with pytest.raises(ExportError, match=r"no export manifest\.json"):
-        export_related(load_recommender(index_dir), site, progress=False)
+    with pytest.raises(ExportError, match="is not an earlier export"):
+        export_related(recommender, site, progress=False)
+    # A manifest.json is not enough: a web app's static folder and an index build have one too.
+    (site / "manifest.json").write_text('{"name": "A web app"}')
+    build = index_dir / "builds" / os.listdir(index_dir / "builds")[0]
+    for folder in (site, build):
+        with pytest.raises(ExportError, match="is not an earlier export"):
+            export_related(recommender, folder, progress=False)
     assert (site / "index.html").read_text() == "precious"
+    load_recommender(index_dir)  # the build is intact
+    (tmp_path / "link").symlink_to(site)
+    with pytest.raises(ExportError, match="is a symbolic link"):
+        export_related(recommender, tmp_path / "link", progress=False)
+    with pytest.raises(ExportError, match="names no folder"):
+        export_related(recommender, Path("/"), progress=False)
+    monkeypatch.chdir(tmp_path / "site")
+    with pytest.raises(ExportError, match="is not an earlier export"):  # `.` is the folder it names
+        export_related(recommender, Path("."), progress=False)
     assert export_script.main(["--index-dir", str(index_dir), "--out", str(site), "--quiet"]) == 2
     assert export_script.main(["--index-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_sigterm_stops_the_export_and_leaves_the_previous_one(
+    index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "export"
+    args = ["--index-dir", str(index_dir), "--out", str(out), "--quiet"]
+    assert export_script.main(args) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    calls = []
+
+    def terminated_half_way(recommender, destination, **options):
+        def render(publication_id: str, result: object) -> str:
+            calls.append(publication_id)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # as cron or systemd would stop it
+            return "<section></section>"
+
+        return export_related(recommender, destination, **{**options, "renderers": {"en": render}})
+
+    monkeypatch.setattr(export_script, "export_related", terminated_half_way)
+    assert export_script.main(args) == 130
+    assert "interrupted: no export was written" in capsys.readouterr().err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "cache.sqlite", "export", "index"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the script's only while it runs
 
 
 def test_script_prints_a_summary_and_refuses_bad_options(

@@ -75,9 +75,14 @@ def test_hugo_site_renders_the_related_block_from_the_export(hugo: str, tmp_path
     )
     site = tmp_path / "site"
     shutil.copytree(SITE, site)
-    data = site / "data" / "related"
-    args = ["--index-dir", str(tmp_path / "index"), "--out", str(data), "--k", "4", "--format", "json", "--quiet"]
-    assert export_related.main(args) == 0
+    data = site / "exports" / "related"  # mounted as site.Data.related (hugo.toml)
+    # Every format and the fragments in each language: the mount reads only the JSON it needs.
+    args = ["--index-dir", str(tmp_path / "index"), "--out", str(data), "--k", "4", "--quiet"]
+    assert export_related.main([*args, "--locale", "en", "--locale", "fr", "--locale", "ar"]) == 0
+    # A staging folder left by an export that was killed mid-way, with a half-written file: outside the mount.
+    dead = site / "exports" / ".related.part-999999-dead" / "items"
+    dead.mkdir(parents=True)
+    (dead / "t2.json").write_text('{"id": "t2", "ite', encoding="utf-8")
     built = subprocess.run(
         [hugo, "--source", str(site), "--destination", str(tmp_path / "public"), "--panicOnWarning"],
         capture_output=True,
@@ -106,10 +111,14 @@ def test_hugo_site_renders_the_related_block_from_the_export(hugo: str, tmp_path
         assert [item["data-id"] for item in blocks.items] == exported(publication_id), publication_id
         assert (blocks.section["lang"], blocks.section["dir"]) == (lang, direction)
         assert heading in page.read_text(encoding="utf-8")
-    assert stems[AWKWARD].startswith("~")
+    assert stems[AWKWARD].startswith("_")
     # Each item in its own language's direction, whatever the page's.
     items = [item for page, *_ in pages.values() for item in parse(page).items]
     assert {(i["lang"], i["dir"]) for i in items} == {("en", "ltr"), ("fr", "ltr"), ("ar", "rtl")}
+    # The French page that includes the service's own fragment from the export, as it is.
+    fragment = (data / "html" / "fr" / f"{stems['t2']}.html").read_text(encoding="utf-8")
+    included = (public / "fr" / "trade-fragment" / "index.html").read_text(encoding="utf-8")
+    assert fragment.startswith('<section class="rce-related" lang="fr"') and fragment in included
     # A page the export does not know gets no block, and the build does not fail.
     assert "rce-related" not in (public / "not-in-catalog" / "index.html").read_text(encoding="utf-8")
     # The hostile item is in t2's list: its markup is text, its link an escaped attribute.

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -112,6 +113,15 @@ def parse_record(record: Any, source: str, line: int) -> Publication:
         raise CatalogError(source, line, "id", "missing or empty; every publication needs a unique string id")
     if not isinstance(pid, str):
         raise CatalogError(source, line, "id", f"must be a string, got {type(pid).__name__} {pid!r}")
+    control = next((i for i, ch in enumerate(pid) if unicodedata.category(ch) == "Cc"), None)
+    if control is not None:
+        # An id is a URL path segment and an export file's key: a newline or tab there cannot be requested.
+        raise CatalogError(
+            source,
+            line,
+            "id",
+            f"holds a control character (U+{ord(pid[control]):04X} at position {control}) in {pid!r}: remove it",
+        )
     values: dict[str, Any] = {}
     for name in _STRING_FIELDS:
         value = record.get(name)

@@ -14,10 +14,12 @@ Layout of the destination folder::
     related.csv          one row per (publication, related item) (csv)
     html/<locale>/<stem>.html   the server-rendered fragment, per locale asked for
 
-File stems: an id made of ASCII letters, digits, ``-`` and ``_`` (at most 100, not a reserved Windows
-device name, and not equal to another id but for letter case) is its own stem; any other id gets
-``~`` and the start of its SHA-256, so no id can name a path outside the folder or clash on a
-case-insensitive disk. ``ids.json`` and the ``id`` inside each file say which is which.
+File stems: an id made of ASCII letters, digits, ``-`` and ``_`` that begins with a letter or digit (at most
+100 characters, not a reserved Windows device name, and not equal to another id but for letter case) is its
+own stem. Any other id gets ``_`` and the start of its SHA-256: no id can then name a path outside the
+folder or clash on a case-insensitive disk, and static site generators keep the name as a data key (Jekyll
+drops other punctuation from data file names). ``ids.json`` and the ``id`` inside each file say which is
+which.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import glob
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import time
 from collections import Counter
@@ -46,6 +49,8 @@ from engine.rank.recommend import Recommender
 from engine.rank.results import RelatedResult
 
 FORMATS = ("json", "jsonl", "csv")
+# What marks a folder as an export (in its manifest.json): only such a folder is ever replaced.
+EXPORT_KIND = "related-content-export"
 CSV_COLUMNS = (
     "publication_id",
     "rank",
@@ -59,6 +64,7 @@ CSV_COLUMNS = (
     "is_translation",
     "pinned",
     "image",
+    "snippet",
 )
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
@@ -107,7 +113,7 @@ def file_stems(ids: Iterable[str]) -> dict[str, str]:
             and publication_id.lower() not in _WINDOWS_DEVICES
             and folded[publication_id.lower()] == 1
         )
-        stems[publication_id] = publication_id if safe else "~" + _digest(publication_id)
+        stems[publication_id] = publication_id if safe else "_" + _digest(publication_id)
     return stems
 
 
@@ -122,19 +128,25 @@ def export_related(
     k: int = 10,
     formats: Sequence[str] = FORMATS,
     renderers: Mapping[str, Renderer] | None = None,
+    collapse_translations: bool = False,
     progress: bool = True,
 ) -> ExportReport:
-    """Write every publication's related list to ``out`` (see the module docstring), atomically."""
+    """Write every publication's related list to ``out`` (see the module docstring), atomically.
+
+    ``collapse_translations``: one entry per translation group, as the widget asks (the route's parameter).
+    """
     formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"unknown export format {unknown or formats}: choose from {', '.join(FORMATS)}")
     renderers = dict(renderers or {})
-    query = RelatedQuery(k=k).validated()
-    out = Path(out)
+    query = RelatedQuery(k=k, collapse_translations=collapse_translations).validated()
+    out = Path(os.path.abspath(out))  # `.` has no name to put a staging folder beside
     _check_destination(out)
     started = time.perf_counter()
-    staging = out.with_name(f".{out.name}.part-{os.getpid()}")
+    # The process id tells a later run whether this one is still alive; the token keeps two processes with
+    # the same id (containers sharing a volume) apart.
+    staging = out.with_name(f".{out.name}.part-{os.getpid()}-{secrets.token_hex(4)}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
@@ -205,15 +217,17 @@ def _write(
                 handle.close()
     (folder / "ids.json").write_bytes(orjson.dumps(stems, option=orjson.OPT_INDENT_2))
     manifest = {
+        "kind": EXPORT_KIND,
         "build_id": build_id,
         "store_generation": recommender.generation,
         "version": recommender.version,
         "k": query.k,
+        "collapse_translations": query.collapse_translations,
         "count": len(ids),
         "formats": list(formats),
         "locales": list(renderers),
         "file_names": "the id where it is [A-Za-z0-9][A-Za-z0-9_-]{0,99}, no Windows device name and unique "
-        "but for case; else ~ and the first 32 hex digits of its SHA-256 (ids.json maps every id)",
+        "but for case; else _ and the first 32 hex digits of its SHA-256 (ids.json maps every id)",
         "exported": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     (folder / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
@@ -235,26 +249,39 @@ def _csv_rows(publication_id: str, result: RelatedResult) -> Iterable[list[objec
             int(item.is_translation),
             int(item.pinned),
             item.image or "",
+            item.snippet,
         ]
 
 
 def _check_destination(out: Path) -> None:
     """Refuse to replace a folder that is not an earlier export: a typo must not delete someone's files."""
+    if not out.name or out.name in (".", ".."):
+        raise ExportError(f"--out {out} names no folder: give a folder such as site/related-export")
     _recover(out)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
+    if out.is_symlink():
+        raise ExportError(f"--out {out} is a symbolic link: give the folder itself ({os.path.realpath(out)})")
+    if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a folder: give a new or an earlier export's folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not _is_export(out):
         raise ExportError(
-            f"--out {out} holds files but no export manifest.json: give an empty folder or an earlier export's, "
-            "so that no other files are replaced"
+            f"--out {out} holds files and is not an earlier export (its manifest.json, if any, has no "
+            f'"kind": "{EXPORT_KIND}"): give a new or empty folder, so that no other files are replaced'
         )
+
+
+def _is_export(folder: Path) -> bool:
+    try:
+        manifest = orjson.loads((folder / "manifest.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("kind") == EXPORT_KIND
 
 
 def _recover(out: Path) -> None:
     """Remove the staging folders of exports that died, and put back the previous export if a swap was
     interrupted between its two renames (see :func:`_swap_in`)."""
     for staging in out.parent.glob(f".{glob.escape(out.name)}.part-*"):
-        pid = staging.name.rpartition("-")[2]
+        pid = staging.name.split("-")[-2] if staging.name.count("-") >= 2 else ""
         if pid.isdigit() and not _running(int(pid)):
             shutil.rmtree(staging, ignore_errors=True)
     old = out.with_name(f".{out.name}.old")

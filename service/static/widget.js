@@ -57,7 +57,7 @@
   }
 
   // The block is a region named by its heading (as the server-rendered fragment is), one id per widget.
-  var headingId = "rce-heading-" + (window.__rceWidgets = (window.__rceWidgets || 0) + 1);
+  var headingId = "rce-widget-heading-" + (window.__rceWidgets = (window.__rceWidgets || 0) + 1);
   root.setAttribute("aria-labelledby", headingId);
 
   function heading() {
