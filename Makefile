@@ -33,9 +33,10 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports  # the engine's layers (pyproject.toml [tool.importlinter])
 
-# The browser, Hugo and WordPress tests use Debian's Chromium (never a downloaded browser), hugo and php-cli;
+# The browser, Hugo, WordPress and nginx tests use Debian's Chromium (never a downloaded browser), hugo,
+# php-cli and nginx;
 # as root, install whichever is missing. axe-core (the accessibility checks) comes from npm, pinned by its lock file.
-DEBIAN_TOOLS := chromium:chromium hugo:hugo php:php-cli
+DEBIAN_TOOLS := chromium:chromium hugo:hugo php:php-cli nginx:nginx
 browser:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \

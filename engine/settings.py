@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,14 @@ class Settings(BaseSettings):
         description="Seconds between looks at the catalog store (and with watch, the index folder): writes, "
         "builds and reloads made by other workers are served within this plus the time to compose them.",
     )
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="Log lines as JSON objects or text, one per request and per event (reload, write, build); "
+        "unset: the service leaves logging as its host set it up (tests, embedding).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Least level logged.")
+    access_log: bool = Field(default=True, description="One log line per request (with log_format set).")
+    metrics: bool = Field(default=True, description="Prometheus metrics at /metrics.")
 
     @field_validator("rate_limit_drafts", "rate_limit_heavy")
     @classmethod
@@ -91,7 +100,25 @@ class Settings(BaseSettings):
         return min(value, cores)
 
 
+CONFIG_ENV = "RCE_CONFIG"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, validated on first use."""
-    return Settings()
+    """The process-wide settings, validated on first use: the environment, over the file named by
+    ``RCE_CONFIG`` (``serve.py --config``) or else a ``.env`` file in the working directory, if there is one.
+
+    Raises :class:`ConfigFileError` when ``RCE_CONFIG`` names a file that does not exist."""
+    named = os.environ.get(CONFIG_ENV)
+    if named and not Path(named).is_file():
+        raise ConfigFileError(f"{CONFIG_ENV}={named}: no such file; give an existing settings file or unset it")
+    return Settings(_env_file=named or ".env", _env_file_encoding="utf-8")
+
+
+class ConfigFileError(ValueError):
+    """The settings file named by ``RCE_CONFIG`` is missing."""
+
+
+def effective_config(settings: Settings) -> dict[str, object]:
+    """The settings as JSON values, secrets masked: what ``/ready`` shows and the service logs at start."""
+    return settings.model_dump(mode="json")

@@ -173,10 +173,15 @@ def bench_serving(index_dir: Path, seconds: int, repeats: int = 3) -> dict:
             )
             # hot: one popular page, answered from the response cache after the first request
             servers["related"] = start_server(index_dir, "--no-model", "--workers", str(workers))
+            # the same without /metrics and its counters: what metrics cost
+            servers["related_no_metrics"] = start_server(
+                index_dir, "--no-model", "--workers", str(workers), env={"RCE_METRICS": "false"}
+            )
             body = fetch_bytes(servers["related"]["base"] + path)
             body_file.write_bytes(body)
             servers["bare"] = start_bare(body_file, workers)
             urls = {"related_cold": servers["related_cold"]["base"], "related": servers["related"]["base"] + path}
+            urls["related_no_metrics"] = servers["related_no_metrics"]["base"] + path
             urls["bare"] = servers["bare"]["base"] + "/bare"
             runs: dict[str, list[dict]] = {name: [] for name in servers}
             for _ in range(repeats):
@@ -194,6 +199,8 @@ def bench_serving(index_dir: Path, seconds: int, repeats: int = 3) -> dict:
         cold = results[f"related_cold_{workers}w"]
         results[f"ratio_{workers}w"] = {
             "hot_share_of_bare": related["requests_per_s"] / plain["requests_per_s"],
+            "hot_share_of_bare_without_metrics": results[f"related_no_metrics_{workers}w"]["requests_per_s"]
+            / plain["requests_per_s"],
             "hot_p50_gap_ms": related["p50_ms"] - plain["p50_ms"],
             "cold_share_of_bare": cold["requests_per_s"] / plain["requests_per_s"],
             "cold_p50_gap_ms": cold["p50_ms"] - plain["p50_ms"],

@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         storage=args.storage,
     )
 
+    if settings.log_format is not None:  # RCE_LOG_FORMAT: the build's event line, as the service logs (docs/deploy.md)
+        from service.observe import configure_logging
+
+        configure_logging(settings.log_format, settings.log_level)
     cache = None if args.no_cache else EmbeddingCache.in_folder(args.cache_dir)
     try:
         encoder = open_encoder(settings)

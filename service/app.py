@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -19,12 +19,21 @@ from engine.catalog.browse import BrowsePage
 from engine.catalog.records import CatalogError, parse_record
 from engine.rank.query import InvalidQueryError
 from engine.runtime.holder import EngineHolder, ReloadError
+from engine.settings import effective_config
 from service.dependencies import client_address, get_holder, get_recommender, parse_query
 from service.errors import register_error_handlers
 from service.fragment import fragment_options
 from service.fragment import router as fragment_router
 from service.limits import ClientLimits
 from service.middleware import HttpCacheMiddleware, RequestGuardMiddleware, route_path
+from service.observe import (
+    ObservabilityMiddleware,
+    TimedEncoder,
+    configure_logging,
+    exposition,
+    install_event_metrics,
+    note_cache,
+)
 from service.related import related_query
 from service.related import router as related_router
 from service.schemas import (
@@ -53,11 +62,19 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     ``holder`` lets tests serve a prepared engine (the lifespan then loads nothing).
     """
     active = settings or get_settings()
+    config = effective_config(active)
+    if active.log_format is not None:
+        configure_logging(active.log_format, active.log_level)
+    if active.metrics:
+        install_event_metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info("effective configuration (secrets masked)", extra={"event": "config", "config": config})
         if app.state.holder is None:
             encoder = await run_in_threadpool(open_encoder, active) if active.load_model else None
+            if encoder is not None and active.metrics:
+                encoder = TimedEncoder(encoder)
             cache = EmbeddingCache.in_folder(active.cache_dir) if encoder is not None else None
             app.state.holder = EngineHolder(active.index_dir, expected_model_name(active), encoder, cache)
             await run_in_threadpool(app.state.holder.try_load)
@@ -86,6 +103,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         max_age=active.cache_max_age,
         cache_size=active.response_cache_size,
         cache_bytes=active.response_cache_bytes,
+        on_cache=note_cache if active.metrics else None,
     )
     # Added last, so it runs first: nothing reads a body before it.
     app.add_middleware(RequestGuardMiddleware, max_body=active.max_body_bytes, refuse_write=write_refusal(active))
@@ -95,8 +113,16 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             allow_origins=active.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "If-None-Match"],
-            expose_headers=["ETag"],
+            expose_headers=["ETag", "X-Request-ID"],
         )
+    # Outermost: every answer, even a refusal by the guard or the cache, is counted, logged and given an id.
+    app.add_middleware(
+        ObservabilityMiddleware,
+        holder_of=lambda: app.state.holder,
+        routes_of=lambda: app.router.routes,
+        metrics=active.metrics,
+        access_log=active.access_log and active.log_format is not None,
+    )
 
     # Before the catalog routes, so the hottest route is tried before their patterns (none of them ends in
     # /related, so none is shadowed).
@@ -108,6 +134,14 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         401: {"model": ErrorResponse, "description": "missing or wrong bearer token"},
         403: {"model": ErrorResponse, "description": "admin endpoints and writes disabled (no token configured)"},
     }
+
+    if active.metrics:
+
+        @app.get("/metrics", include_in_schema=False)
+        def metrics() -> Response:
+            """Prometheus metrics: every worker's counters, this worker's index gauges."""
+            body, content_type = exposition(lambda: app.state.holder)
+            return Response(body, media_type=content_type)
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> HealthResponse:
@@ -138,6 +172,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             serving_since=holder.serving_since,
             fallback=holder.fallback,
             last_error=holder.last_error,
+            config=config,
         )
 
     @app.get(
@@ -259,22 +294,29 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     return app
 
 
-def cache_key(scope: dict[str, Any]) -> str | None:
-    """A GET's response-cache key: its path and validated, normalised query, without unknown parameters
-    (so ``?junk=1`` and ``?junk=2`` share one entry); None when the query is invalid (the route answers it)."""
+RELATED_ROUTE = "/publications/{publication_id:path}/related"
+FRAGMENT_ROUTE = "/publications/{publication_id:path}/related.html"
+RECORD_ROUTE = "/publications/{publication_id:path}"
+
+
+def cache_key(scope: dict[str, Any]) -> tuple[str, str] | None:
+    """A GET's route template and response-cache key: its path and validated, normalised query, without
+    unknown parameters (so ``?junk=1`` and ``?junk=2`` share one entry); None when the query is invalid (the
+    route answers it)."""
     path = route_path(scope)
     # repr of a tuple quotes the path, so no path (an id may hold "?" or "/related") spells another's key.
     try:
         if path.endswith("/related"):
-            return repr(("related", path, related_query(scope["query_string"])))
+            return RELATED_ROUTE, repr(("related", path, related_query(scope["query_string"])))
         if path.endswith("/related.html"):
             query_string = scope["query_string"]
-            return repr(("fragment", path, related_query(query_string), fragment_options(query_string)))
+            key = repr(("fragment", path, related_query(query_string), fragment_options(query_string)))
+            return FRAGMENT_ROUTE, key
         if path == "/publications":
-            return repr(("browse", parse_query(BrowseParams, scope["query_string"])))
+            return "/publications", repr(("browse", parse_query(BrowseParams, scope["query_string"])))
     except (RequestValidationError, InvalidQueryError):
         return None
-    return repr(("record", path))  # one record: its path is all there is
+    return RECORD_ROUTE, repr(("record", path))  # one record: its path is all there is
 
 
 def bearer_refusal(settings: Settings, authorization: str | None) -> tuple[int, str, dict[str, str]] | None:

@@ -53,9 +53,16 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["method"] == "HEAD":
-            # Every GET route answers HEAD: the same status and headers, no body.
-            scope = {**scope, "method": "GET"}
-            send = _without_body(send)
+            # Every GET route answers HEAD: the same status and headers, no body. A copy of the scope: uvicorn
+            # reads the method in its own to send no body. The route found is handed back for the outer
+            # middleware (metrics and logs by route).
+            as_get = {**scope, "method": "GET"}
+            try:
+                await self.app(as_get, receive, _without_body(send))
+            finally:
+                if "route" in as_get:
+                    scope["route"] = as_get["route"]
+            return
         headers = dict(scope["headers"])
         reads_body = scope["method"] in _BODY_METHODS
         if reads_body:
@@ -104,8 +111,9 @@ class RequestGuardMiddleware:
 class HttpCacheMiddleware:
     """ETag + Cache-Control on catalog and related GETs, 304 on a matching If-None-Match; a response cache.
 
-    ``key_of(scope)`` gives a GET's cache key: its path and validated, normalised query (unknown parameters
-    are not part of it), or None when the request is not cacheable (an invalid query: the route answers it).
+    ``key_of(scope)`` gives a GET's route template and cache key (its path and validated, normalised query;
+    unknown parameters are not part of it), or None when the request is not cacheable (an invalid query: the
+    route answers it). ``on_cache(scope, result, route)`` hears of every hit, miss and 304 (metrics).
     The last answers are kept in memory, at most ``cache_size`` of them and ``cache_bytes`` bytes of bodies,
     keyed like the ETag (build, overrides, key): answers cannot go stale, since a new build or overrides file
     changes the key. ``If-None-Match: *`` gets a 304 whenever there is a representation (any GET that would
@@ -116,13 +124,15 @@ class HttpCacheMiddleware:
         self,
         app: Any,
         holder_of: Callable[[], EngineHolder | None],
-        key_of: Callable[[Scope], str | None],
+        key_of: Callable[[Scope], tuple[str, str] | None],
         max_age: int,
         cache_size: int = 0,
         cache_bytes: int = 0,
         prefix: str = "/publications",
+        on_cache: Callable[[Scope, str, str], None] | None = None,
     ) -> None:
         self.app = app
+        self.on_cache = on_cache or (lambda scope, result, route: None)
         self.holder_of = holder_of
         self.key_of = key_of
         self.cache_control = f"public, max-age={max_age}".encode()
@@ -144,10 +154,11 @@ class HttpCacheMiddleware:
         conditions = _etags(dict(scope["headers"]).get(b"if-none-match", b""))
         any_tag = b"*" in conditions
         holder = self.holder_of()
-        key = self.key_of(scope) if route_path(scope).startswith(self.prefix) and holder and holder.ready else None
-        if key is None:
+        keyed = self.key_of(scope) if route_path(scope).startswith(self.prefix) and holder and holder.ready else None
+        if keyed is None:
             await self.app(scope, receive, _as_not_modified(send, []) if any_tag else send)
             return
+        route, key = keyed
         recommender = holder.current
         scope.setdefault("state", {})[PINNED_RECOMMENDER] = recommender  # the route answers from this one
         # The answer depends only on the index build, the overrides and the normalised query: the validator.
@@ -155,14 +166,17 @@ class HttpCacheMiddleware:
         extra = [(b"etag", etag), (b"cache-control", self.cache_control)]
         cached = self._responses.get(etag)
         if etag in conditions or (any_tag and cached is not None):
+            self.on_cache(scope, "not_modified", route)
             await send({"type": "http.response.start", "status": 304, "headers": extra})
             await send({"type": "http.response.body", "body": b""})
             return
         if cached is not None:
+            self.on_cache(scope, "hit", route)
             self._responses.move_to_end(etag)
             await send({"type": "http.response.start", "status": 200, "headers": cached[0]})
             await send({"type": "http.response.body", "body": cached[1]})
             return
+        self.on_cache(scope, "miss", route)
         start: Message = {}
         chunks: list[bytes] = []
 

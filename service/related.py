@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from engine import Recommender, RelatedQuery
 from engine.rank.recommend import RelatedResult
 from service.dependencies import client_address, get_recommender, parse_query, recommender_of
+from service.observe import count_related
 from service.schemas import (
     BAD_BODY,
     INVALID,
@@ -60,9 +61,12 @@ async def recommend(
     the stored neighbour lists) runs on the event loop: cheaper than a hop to a thread. Any other is counted
     per client address and runs in the bounded work pool."""
     if query.light:
-        return recommender.recommend(publication_id, query)
-    request.app.state.limits.check("heavy", client_address(request))
-    return await request.app.state.work.run(recommender.recommend, publication_id, query)
+        result = recommender.recommend(publication_id, query)
+    else:
+        request.app.state.limits.check("heavy", client_address(request))
+        result = await request.app.state.work.run(recommender.recommend, publication_id, query)
+    count_related(result.searched)
+    return result
 
 
 async def draft_query(request: Request) -> RelatedQuery:

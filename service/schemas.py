@@ -280,6 +280,7 @@ class ReadyResponse(BaseModel):
     serving_since: float | None = Field(description="when this worker began serving this generation (Unix time)")
     fallback: str | None = Field(description="why an older build is served, when the current one is unusable")
     last_error: str | None = Field(description="the last reload or catch-up that failed (the previous state is served)")
+    config: dict[str, Any] = Field(description="the service's effective settings, secrets masked")
 
 
 class ReloadResponse(BaseModel):

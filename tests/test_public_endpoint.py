@@ -173,8 +173,9 @@ def test_no_path_spells_another_requests_cache_key() -> None:
 
     browse = cache_key(scope("/publications"))
     related = cache_key(scope("/publications/t1-en/related", b"k=3"))
+    assert browse[0] == "/publications" and related[0] == "/publications/{publication_id:path}/related"
     # a record path that spells those keys (an id decoded from %3F...) gets a key of its own
-    for key in (browse, related):
+    for _, key in (browse, related):
         assert cache_key(scope(key)) not in (browse, related)
         assert cache_key(scope("/publications/" + key)) not in (browse, related)
     assert cache_key(scope("/publications/t1-en/related", b"k=3&junk=1")) == related

@@ -21,6 +21,7 @@ from engine.catalog.records import CatalogError, Publication, catalog_hash, load
 from engine.catalog.text import publication_text
 from engine.encode.chunks import ChunkVectors
 from engine.encode.embed import EmbeddingCache, Encoder, encode_cached
+from engine.events import emit
 from engine.index.catalog_store import (
     CatalogStore,
     ImportPlan,
@@ -146,6 +147,17 @@ def build_index(
             report.encoded += encoded
             report.cached = report.items - report.encoded
             report.seconds = time.perf_counter() - started
+            emit(
+                "build",
+                "%s",
+                report.summary().splitlines()[-1],
+                written=not report.up_to_date,
+                build_dir=str(report.build_dir),
+                items=report.items,
+                encoded=report.encoded,
+                generation=report.generation,
+                seconds=round(report.seconds, 3),
+            )
             return report
         finally:
             store.close()

@@ -82,14 +82,14 @@ class CandidateSearch:
         n: int,
         calibrate: Calibrator,
         source: str | None = None,
-    ) -> list[Candidate]:
-        """The ``n`` best publications by ``calibrate`` that pass ``keep``; ``source`` is the catalog item the
-        vector belongs to, if any (its neighbour list may answer)."""
+    ) -> tuple[list[Candidate], bool]:
+        """The ``n`` best publications by ``calibrate`` that pass ``keep``, and whether the index was searched
+        for them (False when ``source``, the catalog item the vector belongs to, had its neighbour list answer)."""
         if source is not None and self.neighbours is not None:
             listed = self._from_list(source, keep, n, vector, calibrate)
             if listed is not None:
-                return listed
-        return self._search(vector, keep, n, calibrate)
+                return listed, False
+        return self._search(vector, keep, n, calibrate), True
 
     def _from_list(
         self, source: str, keep: Callable[[Publication], bool], n: int, vector: np.ndarray, calibrate: Calibrator

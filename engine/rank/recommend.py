@@ -303,10 +303,14 @@ class Recommender:
         need = query.offset + query.k
         pool_size = need + min(need * (_MMR_POOL_FACTOR - 1), _MMR_MAX_EXTRA) if query.diversity > 0 else need
 
+        searched = False
+
         def ranked_block(keep: Callable[[Publication], bool]) -> list[Candidate]:
+            nonlocal searched
             size = pool_size * _COLLAPSE_POOL_FACTOR if query.collapse_translations else pool_size
             unpinned = (lambda p: keep(p) and p.id not in pinned_ids) if pinned_ids else keep
-            pool = self._search.best(seed.vector, unpinned, size, calibrate, seed.source)
+            pool, live = self._search.best(seed.vector, unpinned, size, calibrate, seed.source)
+            searched = searched or live
             if query.collapse_translations:
                 pool = self._one_per_group(pool, shown_groups, seed, keep, calibrate)
             if not pool or query.diversity <= 0:
@@ -333,7 +337,7 @@ class Recommender:
         rows = [*pinned, *ranked]
         page = rows[query.offset : query.offset + query.k]
         items = [self._items.item(seed, query, c, rank) for rank, c in enumerate(page, query.offset + 1)]
-        return RelatedResult(items, None if items else self._empty_reason(rows, query))
+        return RelatedResult(items, None if items else self._empty_reason(rows, query), searched)
 
     def _one_per_group(
         self,

@@ -66,7 +66,9 @@ class RelatedItem:
 
 @dataclass(frozen=True, slots=True)
 class RelatedResult:
-    """A page of related items; ``reason`` says why it is empty."""
+    """A page of related items; ``reason`` says why it is empty; ``searched``: the index was searched (no
+    stored neighbour list answered), for the service's metrics."""
 
     items: list[RelatedItem]
     reason: str | None = None
+    searched: bool = False

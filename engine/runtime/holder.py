@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.catalog.records import Publication
 from engine.encode.embed import EmbeddingCache, Encoder
+from engine.events import emit
 from engine.index.catalog_store import CatalogStore, Change, StoreBusyError, StoreUnavailableError
 from engine.index.folder import BuildLock, BuildLockedError, clean_leftovers
 from engine.index.overrides import OVERRIDES_FILE, OverridesError, OverridesFile, read_overrides
@@ -127,6 +128,7 @@ class EngineHolder:
         failure keep the old one (and try again after ``RETRY_DELAY``). ``everywhere``: then ask every other
         worker to reload too. Writes go on meanwhile: the lock they share is held only for the swap."""
         with self._reload_serial:
+            started = time.monotonic()
             previous = self._current
             self._signature, self._retry_at = self.signature(), None
             try:
@@ -143,7 +145,17 @@ class EngineHolder:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._retry_at = time.monotonic() + RETRY_DELAY  # a busy store, a build being replaced...
                 kept = previous.build.build_id if previous else None
-                logger.error("reload refused, keeping build %s: %s", kept, self.last_error)
+                emit(
+                    "reload",
+                    "reload refused, keeping build %s: %s",
+                    kept,
+                    self.last_error,
+                    level=logging.ERROR,
+                    outcome="failed",
+                    build_id=kept,
+                    error=self.last_error,
+                    seconds=round(time.monotonic() - started, 3),
+                )
                 raise ReloadError(self.last_error) from exc
             with self._reload_lock:
                 # Writes committed while it loaded join it (cheaply: the tables of this build are reused).
@@ -170,12 +182,20 @@ class EngineHolder:
                 changed=previous is None or previous.version != fresh.version,
                 warnings=fresh.overrides.warnings,
             )
-            logger.info(
+            emit(
+                "reload",
                 "serving build %s at generation %d (%d publications, %d changes since the build)",
                 report.build_id,
                 now,
                 report.publications,
                 len(fresh.delta),
+                outcome="ok",
+                build_id=report.build_id,
+                previous_build_id=report.previous_build_id,
+                generation=now,
+                publications=report.publications,
+                changes_since_build=len(fresh.delta),
+                seconds=round(time.monotonic() - started, 3),
             )
             return report
 
@@ -198,7 +218,17 @@ class EngineHolder:
         except Exception:
             logger.exception("write committed at generation %d, but serving it here failed; retrying", generation)
         served = self.current
-        logger.info("write: %d upserted, %d deleted -> generation %d", len(upserts), len(deletes), generation)
+        emit(
+            "write",
+            "write: %d upserted, %d deleted -> generation %d",
+            len(upserts),
+            len(deletes),
+            generation,
+            upserted=len(upserts),
+            deleted=len(deletes),
+            generation=generation,
+            build_id=served.build.build_id,
+        )
         return WriteReport(
             served.build.build_id,
             generation,
