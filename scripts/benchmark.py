@@ -160,9 +160,9 @@ def bench_serving(index_dir: Path, seconds: int, repeats: int = 3) -> dict:
     if not shutil.which("wrk"):
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     results: dict = {}
-    path = f"/publications/{SEED}/related?k=10"
+    path = f"/v1/publications/{SEED}/related?k=10"
     ids = [json.loads(line)["id"] for line in (index_dir / CURRENT / CATALOG_FILE).read_text().splitlines()]
-    rotate = write_rotation_script([f"/publications/{i}/related?k=10" for i in ids])
+    rotate = write_rotation_script([f"/v1/publications/{i}/related?k=10" for i in ids])
     for workers in (1, 2):
         servers: dict[str, dict] = {}
         body_file = Path(tempfile.mkstemp(suffix=".json")[1])

@@ -7,12 +7,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from importlib import metadata
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine import EmbeddingCache, Recommender, Settings, expected_model_name, get_settings, open_encoder
 from engine.catalog.browse import BrowsePage
@@ -86,7 +88,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
 
     app = FastAPI(
         title="Related-content engine",
-        version="0.2.0",
+        version=metadata.version("related-content-engine"),  # pyproject.toml's
         summary="Ranked related publications across languages for a think tank's website and CMS.",
         lifespan=lifespan,
     )
@@ -100,6 +102,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         HttpCacheMiddleware,
         holder_of=lambda: app.state.holder,
         key_of=cache_key,
+        prefixes=("/publications", API_PREFIX + "/publications"),
         max_age=active.cache_max_age,
         cache_size=active.response_cache_size,
         cache_bytes=active.response_cache_bytes,
@@ -119,15 +122,17 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
     app.add_middleware(
         ObservabilityMiddleware,
         holder_of=lambda: app.state.holder,
-        routes_of=lambda: app.router.routes,
+        template_of=route_template,
         metrics=active.metrics,
         access_log=active.access_log and active.log_format is not None,
     )
 
-    # Before the catalog routes, so the hottest route is tried before their patterns (none of them ends in
-    # /related, so none is shadowed).
-    app.include_router(related_router)
-    app.include_router(fragment_router)
+    # Every API route is on one router, served under /v1 and, deprecated, at its old path for one release.
+    # The related routes first, so the hottest route is tried before the catalog patterns (none of them ends
+    # in /related, so none is shadowed).
+    api = APIRouter()
+    api.include_router(related_router)
+    api.include_router(fragment_router)
     install_web(app)
     admin = require_admin(active)
     admin_errors = {
@@ -143,12 +148,12 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             body, content_type = exposition(lambda: app.state.holder)
             return Response(body, media_type=content_type)
 
-    @app.get("/health", response_model=HealthResponse)
+    @api.get("/health", response_model=HealthResponse)
     async def health() -> HealthResponse:
         """Liveness: the process answers (the index may still be loading; see /ready)."""
         return HealthResponse(status="ok")
 
-    @app.get("/ready", response_model=ReadyResponse, responses=UNAVAILABLE)
+    @api.get("/ready", response_model=ReadyResponse, responses=UNAVAILABLE)
     async def ready(holder: Annotated[EngineHolder, Depends(get_holder)]) -> ReadyResponse:
         """Readiness: the index in service, its size, model, build and store generation, and this worker."""
         recommender = holder.current
@@ -175,7 +180,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             config=config,
         )
 
-    @app.get(
+    @api.get(
         "/publications/{publication_id:path}", response_model=PublicationOut, responses={**NOT_FOUND, **UNAVAILABLE}
     )
     async def publication(
@@ -187,7 +192,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             **{**asdict(record), "translations": [asdict(t) for t in recommender.translations(publication_id)]}
         )
 
-    @app.get("/publications", response_model=BrowseResponse, responses=LIMITED)
+    @api.get("/publications", response_model=BrowseResponse, responses=LIMITED)
     async def publications(
         request: Request,
         recommender: Annotated[Recommender, Depends(get_recommender)],
@@ -213,7 +218,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         ]
         return BrowseResponse(total=page.total, offset=params.offset, limit=params.limit, items=items)
 
-    @app.post(
+    @api.post(
         "/admin/reload",
         response_model=ReloadResponse,
         responses={
@@ -241,7 +246,7 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         },
     }
 
-    @app.post("/publications", response_model=WriteResponse, responses=write_errors, dependencies=[Depends(admin)])
+    @api.post("/publications", response_model=WriteResponse, responses=write_errors, dependencies=[Depends(admin)])
     def upsert_publications(
         body: Annotated[list[dict[str, Any]] | dict[str, Any], Body(description="one catalog record or a list")],
         holder: Annotated[EngineHolder, Depends(get_holder)],
@@ -278,9 +283,9 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         ("/publications", "GET, POST"),
     ):
         others = [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS") if m not in allow.split(", ")]
-        app.add_api_route(path, method_not_allowed(allow), methods=others, include_in_schema=False)
+        api.add_api_route(path, method_not_allowed(allow), methods=others, include_in_schema=False)
 
-    @app.delete(
+    @api.delete(
         "/publications/{publication_id:path}",
         response_model=WriteResponse,
         responses={**write_errors, **NOT_FOUND},
@@ -291,12 +296,32 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
         and served by every worker within a second."""
         return WriteResponse(**asdict(holder.write(deletes=[publication_id])))
 
+    app.include_router(api, prefix=API_PREFIX, generate_unique_id_function=lambda route: route.name)
+    app.include_router(api, deprecated=True, generate_unique_id_function=lambda route: f"{route.name}_unversioned")
     return app
 
 
+API_PREFIX = "/v1"
 RELATED_ROUTE = "/publications/{publication_id:path}/related"
 FRAGMENT_ROUTE = "/publications/{publication_id:path}/related.html"
 RECORD_ROUTE = "/publications/{publication_id:path}"
+
+
+def route_template(scope: dict[str, Any]) -> str:
+    """A request's route, as a metrics label and in log lines: the template, never the path (an id would
+    make a label per publication), with its API version. Also for answers given before routing."""
+    path = route_path(scope)
+    version = API_PREFIX if path.startswith(API_PREFIX + "/") else ""
+    route = scope.get("route")
+    if route is not None and getattr(route, "path", None):
+        return route.path if route.path.startswith(version) else version + route.path
+    path = path.removeprefix(version)
+    if path.startswith("/publications/"):
+        suffix = next((s for s in ("/related", "/related.html") if path.endswith(s)), "")
+        return version + {"": RECORD_ROUTE, "/related": RELATED_ROUTE, "/related.html": FRAGMENT_ROUTE}[suffix]
+    if path in ("/publications", "/related", "/admin/reload"):
+        return version + path
+    return "unmatched"
 
 
 def cache_key(scope: dict[str, Any]) -> tuple[str, str] | None:
@@ -304,19 +329,20 @@ def cache_key(scope: dict[str, Any]) -> tuple[str, str] | None:
     unknown parameters (so ``?junk=1`` and ``?junk=2`` share one entry); None when the query is invalid (the
     route answers it)."""
     path = route_path(scope)
+    version = API_PREFIX if path.startswith(API_PREFIX + "/") else ""
     # repr of a tuple quotes the path, so no path (an id may hold "?" or "/related") spells another's key.
     try:
         if path.endswith("/related"):
-            return RELATED_ROUTE, repr(("related", path, related_query(scope["query_string"])))
+            return version + RELATED_ROUTE, repr(("related", path, related_query(scope["query_string"])))
         if path.endswith("/related.html"):
             query_string = scope["query_string"]
             key = repr(("fragment", path, related_query(query_string), fragment_options(query_string)))
-            return FRAGMENT_ROUTE, key
-        if path == "/publications":
-            return "/publications", repr(("browse", parse_query(BrowseParams, scope["query_string"])))
+            return version + FRAGMENT_ROUTE, key
+        if path == version + "/publications":
+            return path, repr(("browse", parse_query(BrowseParams, scope["query_string"])))
     except (RequestValidationError, InvalidQueryError):
         return None
-    return RECORD_ROUTE, repr(("record", path))  # one record: its path is all there is
+    return version + RECORD_ROUTE, repr(("record", path))  # one record: its path is all there is
 
 
 def bearer_refusal(settings: Settings, authorization: str | None) -> tuple[int, str, dict[str, str]] | None:
@@ -336,6 +362,7 @@ def write_refusal(settings: Settings) -> Callable[[str, str, str | None], tuple 
     before their body is read. The routes check the same through :func:`require_admin`."""
 
     def refuse(method: str, path: str, authorization: str | None) -> tuple | None:
+        path = path.removeprefix(API_PREFIX)
         protected = (method == "POST" and (path.startswith("/admin/") or path == "/publications")) or (
             method == "DELETE"
             and path.startswith("/publications/")
@@ -346,10 +373,19 @@ def write_refusal(settings: Settings) -> Callable[[str, str, str | None], tuple 
     return refuse
 
 
+# Declared in OpenAPI as an HTTP bearer scheme, so generated clients send the token; checked by bearer_refusal.
+ADMIN_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="adminToken",
+    description="The service's RCE_ADMIN_TOKEN, for /v1/admin/* and catalog writes.",
+)
+
+
 def require_admin(settings: Settings) -> Callable[..., None]:
     """Dependency factory: the bearer token of admin routes and writes (see :func:`bearer_refusal`)."""
 
-    def check(authorization: Annotated[str | None, Header()] = None) -> None:
+    def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(ADMIN_BEARER)] = None) -> None:
+        authorization = f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None
         refusal = bearer_refusal(settings, authorization)
         if refusal is not None:
             status, detail, headers = refusal

@@ -128,7 +128,7 @@ class HttpCacheMiddleware:
         max_age: int,
         cache_size: int = 0,
         cache_bytes: int = 0,
-        prefix: str = "/publications",
+        prefixes: tuple[str, ...] = ("/publications",),
         on_cache: Callable[[Scope, str, str], None] | None = None,
     ) -> None:
         self.app = app
@@ -138,7 +138,7 @@ class HttpCacheMiddleware:
         self.cache_control = f"public, max-age={max_age}".encode()
         self.cache_size = cache_size
         self.cache_bytes = cache_bytes
-        self.prefix = prefix
+        self.prefixes = prefixes
         self._responses: OrderedDict[bytes, tuple[list, bytes]] = OrderedDict()
         self._bytes = 0
 
@@ -154,7 +154,7 @@ class HttpCacheMiddleware:
         conditions = _etags(dict(scope["headers"]).get(b"if-none-match", b""))
         any_tag = b"*" in conditions
         holder = self.holder_of()
-        keyed = self.key_of(scope) if route_path(scope).startswith(self.prefix) and holder and holder.ready else None
+        keyed = self.key_of(scope) if route_path(scope).startswith(self.prefixes) and holder and holder.ready else None
         if keyed is None:
             await self.app(scope, receive, _as_not_modified(send, []) if any_tag else send)
             return

@@ -23,7 +23,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from pythonjsonlogger.json import JsonFormatter
-from starlette.routing import Match
 
 from engine import events
 from engine.runtime.holder import EngineHolder
@@ -159,20 +158,21 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
 
 class ObservabilityMiddleware:
     """Outermost: gives every request an id (``X-Request-ID``, echoed), counts and times it by route
-    template and status, and logs one line for it. Never reads bodies, query strings or headers but the id."""
+    template (``template_of(scope)``, after the request) and status, and logs one line for it. Never reads
+    bodies, query strings or headers but the id."""
 
     def __init__(
         self,
         app: Any,
         holder_of: Callable[[], EngineHolder | None],
-        routes_of: Callable[[], list[Any]],
+        template_of: Callable[[dict[str, Any]], str],
         *,
         metrics: bool,
         access_log: bool,
     ) -> None:
         self.app = app
         self.holder_of = holder_of
-        self.routes_of = routes_of
+        self.template_of = template_of
         self.metrics = metrics
         self.access_log = access_log
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -200,8 +200,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or trace.get("route") or self._template(scope)
+            template = trace.get("route") or self.template_of(scope)
             if self.metrics:
                 counted = self._children.get((template, method, status))
                 if counted is None:  # labels() takes a lock and a lookup: once per route, method and status
@@ -229,14 +228,6 @@ class ObservabilityMiddleware:
                         **({"cache": trace["cache"]} if "cache" in trace else {}),
                     },
                 )
-
-    def _template(self, scope: dict[str, Any]) -> str:
-        """The route of a request answered before routing (a refused write, a body over the limit)."""
-        for route in self.routes_of():
-            match, _ = route.matches(scope)
-            if match != Match.NONE:
-                return getattr(route, "path", "unmatched")
-        return "unmatched"
 
 
 def note_cache(scope: dict[str, Any], result: str, route: str) -> None:

@@ -6,6 +6,7 @@ import gc
 import json
 import sqlite3
 import threading
+import tomllib
 import warnings
 import weakref
 from collections import Counter
@@ -291,8 +292,9 @@ def test_startup_refuses_an_index_built_with_another_model(small_index: Path) ->
 
 
 def test_openapi_lists_every_endpoint(client: TestClient) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
-    assert set(paths) == {
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    endpoints = {
         "/health",
         "/ready",
         "/publications",
@@ -302,7 +304,32 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
         "/related",
         "/admin/reload",
     }
+    # Every endpoint under /v1, and at its old path, deprecated, for one release.
+    assert set(paths) == {f"/v1{p}" for p in endpoints} | endpoints
+    operations = [(p, m, op) for p, item in paths.items() for m, op in item.items()]
+    assert all(op.get("deprecated", False) is not p.startswith("/v1/") for p, m, op in operations)
+    # Readable operation ids: the handler's name (the old paths: with _unversioned), unique.
+    ids = {p: op["operationId"] for p, m, op in operations if m == "get"}
+    assert ids["/v1/publications/{publication_id}/related"] == "related"
+    assert ids["/publications/{publication_id}/related"] == "related_unversioned"
+    assert len({op["operationId"] for _, _, op in operations}) == len(operations)
+    # The admin token is an HTTP bearer scheme on the admin and write operations, and only there.
+    assert schema["components"]["securitySchemes"]["adminToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The service's RCE_ADMIN_TOKEN, for /v1/admin/* and catalog writes.",
+    }
+    secured = {(p, m) for p, m, op in operations if op.get("security")}
+    assert secured == {
+        (f"{v}{p}", m)
+        for v in ("", "/v1")
+        for p, m in (("/admin/reload", "post"), ("/publications", "post"), ("/publications/{publication_id}", "delete"))
+    }
+    # The app's version is the package's (pyproject.toml).
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert schema["info"]["version"] == project["project"]["version"]
     assert client.get("/docs").status_code == 200
+    assert client.get("/v1/publications/t2/related").json() == client.get("/publications/t2/related").json()
     # The GET route reads its parameters itself (for speed) and declares them from RelatedParams; the POST route
     # takes RelatedParams through FastAPI: both must document exactly the model's parameters and bounds.
     declared = RelatedParams.model_json_schema()["properties"]

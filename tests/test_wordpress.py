@@ -198,7 +198,7 @@ def test_the_arabic_block_is_the_services_fragment_right_to_left(site: Site, ser
     assert fragment.publication == SEED
     # Printed as the service wrote it.
     direct = httpx.get(
-        f"{service}/publications/{SEED}/related.html",
+        f"{service}/v1/publications/{SEED}/related.html",
         params={"locale": "ar", "k": 4, "heading_level": 2, "thumbnails": "false"},
     )
     assert html == direct.text.strip()
@@ -271,15 +271,14 @@ def test_an_unknown_id_gives_nothing_quietly_and_is_logged_only_with_wp_debug(si
 def test_ids_are_percent_encoded_into_one_path_segment(site: Site) -> None:
     assert site.fetch("a/b?c=d&e") == ""
     [request] = site.requests
-    assert "/publications/a%2Fb%3Fc%3Dd%26e/related.html?locale=en&k=5&" in request["url"]
+    assert "/v1/publications/a%2Fb%3Fc%3Dd%26e/related.html?locale=en&k=5&" in request["url"]
     assert request["status"] == 404
     # An id of the catalog holding "/", "?", "&", "#" and "é" reaches the service whole.
     fragment = Fragment(site.fetch(ODD_ID, k=3))
     assert fragment.publication == quote(ODD_ID, safe="")
     assert len(fragment.items) == 3 and ODD_ID not in fragment.items
-    assert (
-        "/publications/dossier%2Flike-minded%3Fx%3D1%26y%3D2%23%C3%A9t%C3%A9/related.html?" in site.requests[-1]["url"]
-    )
+    encoded = "/v1/publications/dossier%2Flike-minded%3Fx%3D1%26y%3D2%23%C3%A9t%C3%A9/related.html?"
+    assert encoded in site.requests[-1]["url"]
 
 
 def test_a_down_service_gives_nothing_within_the_timeout_and_the_failure_is_remembered(tmp_path: Path) -> None:
@@ -321,9 +320,9 @@ def test_only_a_related_content_fragment_is_printed(tmp_path: Path) -> None:
         "page": "<!doctype html><html><body>Welcome to nginx!</body></html>",
         "fine": '<section class="rce-related" lang="en" dir="ltr"><h2>Related</h2></section>',
     }.items():
-        (root / "publications" / name).mkdir(parents=True)
-        (root / "publications" / name / "related.html").write_text(body, encoding="utf-8")
-    (root / "publications" / "moved" / "related.html").mkdir(parents=True)  # answered by a 301 to ".../"
+        (root / "v1" / "publications" / name).mkdir(parents=True)
+        (root / "v1" / "publications" / name / "related.html").write_text(body, encoding="utf-8")
+    (root / "v1" / "publications" / "moved" / "related.html").mkdir(parents=True)  # answered by a 301 to ".../"
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -378,7 +377,7 @@ def test_wp_config_constants_override_the_options(site: Site, service: str) -> N
     constants = {"RCE_SERVICE_URL": service + "/", "RCE_K": 3, "RCE_LOCALE": "fr"}
     fragment = Fragment(site.fetch(SEED, constants=constants))
     assert len(fragment.items) == 3 and fragment.section["lang"] == "fr"
-    assert site.requests[-1]["url"].startswith(f"{service}/publications/{SEED}/related.html?locale=fr&k=3&")
+    assert site.requests[-1]["url"].startswith(f"{service}/v1/publications/{SEED}/related.html?locale=fr&k=3&")
     # Without a service URL, nothing, and no request.
     site.set_options(rce_service_url="")
     assert site.fetch(SEED) == "" and len(site.requests) == 1

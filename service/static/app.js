@@ -59,7 +59,7 @@ async function search(event) {
   }
   const list = $("results");
   try {
-    const page = await getJson(`/publications?${params}`);
+    const page = await getJson(`/v1/publications?${params}`);
     list.replaceChildren(...page.items.map(resultItem));
     $("result-count").textContent = `${page.total} publication${page.total === 1 ? "" : "s"}`;
   } catch (error) {
@@ -80,7 +80,7 @@ function resultItem(item) {
 async function openPublication(id, push) {
   let record;
   try {
-    record = await getJson(`/publications/${encodeURIComponent(id)}`);
+    record = await getJson(`/v1/publications/${encodeURIComponent(id)}`);
   } catch (error) {
     $("publication").hidden = false;
     $("pub-title").textContent = error.message;
@@ -128,7 +128,7 @@ async function loadRelated() {
   const list = $("related-list");
   list.setAttribute("aria-busy", "true");
   try {
-    const result = await getJson(`/publications/${encodeURIComponent(current.id)}/related?${params}`);
+    const result = await getJson(`/v1/publications/${encodeURIComponent(current.id)}/related?${params}`);
     list.replaceChildren(...result.items.map(relatedItem));
     status.textContent = result.items.length ? "" : `Nothing related found: ${result.reason}`;
   } catch (error) {

@@ -144,7 +144,7 @@
       .then(function (response) { if (!response.ok) throw new Error("HTTP " + response.status); return response.json(); });
   }
   var words = json(api + "/static/locales.json").catch(function () { return null; });
-  var related = json(api + "/publications/" + encodeURIComponent(data.publication) + "/related?" + params);
+  var related = json(api + "/v1/publications/" + encodeURIComponent(data.publication) + "/related?" + params);
   words.then(function (table) { if (table && table[locale]) t = table[locale]; })
     .then(function () { return related; })
     .then(render)

@@ -9,7 +9,7 @@
  * License URI:       https://www.gnu.org/licenses/gpl-2.0.html
  * Text Domain:       related-content-engine
  *
- * The service renders and escapes the block (GET {service}/publications/{id}/related.html); this plugin only
+ * The service renders and escapes the block (GET {service}/v1/publications/{id}/related.html); this plugin only
  * fetches it on the server, caches it in a transient, and prints it. Nothing is loaded in the reader's browser.
  *
  * @package RelatedContentEngine
@@ -204,7 +204,7 @@ function rce_related_url( $publication_id, array $args = array() ) {
 		'thumbnails'    => ! empty( $args['thumbnails'] ) && filter_var( $args['thumbnails'], FILTER_VALIDATE_BOOLEAN ) ? 'true' : 'false',
 	);
 	// rawurlencode: an id holding "/", "?", "&" or "#" stays one path segment.
-	return $base . '/publications/' . rawurlencode( $publication_id ) . '/related.html?'
+	return $base . '/v1/publications/' . rawurlencode( $publication_id ) . '/related.html?'
 		. http_build_query( $query, '', '&', PHP_QUERY_RFC3986 );
 }
 
