@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.no_model:
         overrides["load_model"] = False
-    with tempfile.TemporaryDirectory(prefix="rce-metrics-") as metrics_dir:
+    # In memory (tmpfs) where there is one: every request writes a counter there, and a file on disk would
+    # have the kernel write its pages back over and over.
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(prefix="rce-metrics-", dir=shm if shm.is_dir() else None) as metrics_dir:
         # Every worker writes its counters here and a scrape of any one sums them (prometheus-client's
         # multiprocess mode); set before the service is imported, as the library reads it then.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
