@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -29,10 +30,12 @@ from service.fragment import router as fragment_router
 from service.limits import ClientLimits
 from service.middleware import HttpCacheMiddleware, RequestGuardMiddleware, route_path
 from service.observe import (
+    TALLY,
     ObservabilityMiddleware,
     TimedEncoder,
     configure_logging,
     exposition,
+    flush_every,
     install_event_metrics,
     note_cache,
 )
@@ -56,6 +59,8 @@ from service.web import install_web
 from service.work import WorkPool
 
 logger = logging.getLogger("service")
+# How late another worker's request counts may reach a scrape (the answering worker's are always exact).
+METRICS_FLUSH_SECONDS = 1.0
 
 
 def create_app(settings: Settings | None = None, holder: EngineHolder | None = None) -> FastAPI:
@@ -81,10 +86,14 @@ def create_app(settings: Settings | None = None, holder: EngineHolder | None = N
             app.state.holder = EngineHolder(active.index_dir, expected_model_name(active), encoder, cache)
             await run_in_threadpool(app.state.holder.try_load)
         app.state.holder.start_following(active.follow_interval, watch=active.watch)
+        flushing = asyncio.create_task(flush_every(METRICS_FLUSH_SECONDS)) if active.metrics else None
         try:
             yield
         finally:
             app.state.holder.stop_following()
+            if flushing is not None:
+                flushing.cancel()
+                TALLY.flush()
 
     app = FastAPI(
         title="Related-content engine",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,7 +208,9 @@ def test_metrics_add_up_across_two_workers(demo_index: Path, tmp_path: Path) -> 
             assert response.status_code == 200 and response.headers["cache-control"] == "public, max-age=123"
             workers.add(httpx.get(f"{server.base}/ready").json()["worker"])
         assert len(workers) == 2, "both workers answered"
-        # Each scrape is answered by one worker, and always sums both workers' counters.
+        # Each scrape is answered by one worker and sums both workers' counts: its own at once, the other's
+        # within the flush interval (a second).
+        time.sleep(1.5)
         for _ in range(6):
             scrape = samples(httpx.get(f"{server.base}/metrics").text)
             assert (
