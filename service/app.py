@@ -320,10 +320,20 @@ def route_template(scope: dict[str, Any]) -> str:
     """A request's route, as a metrics label and in log lines: the template, never the path (an id would
     make a label per publication), with its API version. Also for answers given before routing."""
     path = route_path(scope)
-    version = API_PREFIX if path.startswith(API_PREFIX + "/") else ""
     route = scope.get("route")
     if route is not None and getattr(route, "path", None):
+        version = _version(path)
         return route.path if route.path.startswith(version) else version + route.path
+    return _path_template(path)
+
+
+def _version(path: str) -> str:
+    return API_PREFIX if path.startswith(API_PREFIX + "/") else ""
+
+
+def _path_template(path: str) -> str:
+    """The route template a path falls under, with its version (before or without routing)."""
+    version = _version(path)
     path = path.removeprefix(version)
     if path.startswith("/publications/"):
         suffix = next((s for s in ("/related", "/related.html") if path.endswith(s)), "")
@@ -338,20 +348,19 @@ def cache_key(scope: dict[str, Any]) -> tuple[str, str] | None:
     unknown parameters (so ``?junk=1`` and ``?junk=2`` share one entry); None when the query is invalid (the
     route answers it)."""
     path = route_path(scope)
-    version = API_PREFIX if path.startswith(API_PREFIX + "/") else ""
+    template = _path_template(path)
+    query_string = scope["query_string"]
     # repr of a tuple quotes the path, so no path (an id may hold "?" or "/related") spells another's key.
     try:
-        if path.endswith("/related"):
-            return version + RELATED_ROUTE, repr(("related", path, related_query(scope["query_string"])))
-        if path.endswith("/related.html"):
-            query_string = scope["query_string"]
-            key = repr(("fragment", path, related_query(query_string), fragment_options(query_string)))
-            return version + FRAGMENT_ROUTE, key
-        if path == version + "/publications":
-            return path, repr(("browse", parse_query(BrowseParams, scope["query_string"])))
+        if template.endswith(RELATED_ROUTE):
+            return template, repr(("related", path, related_query(query_string)))
+        if template.endswith(FRAGMENT_ROUTE):
+            return template, repr(("fragment", path, related_query(query_string), fragment_options(query_string)))
+        if template.endswith("/publications"):
+            return template, repr(("browse", parse_query(BrowseParams, query_string)))
     except (RequestValidationError, InvalidQueryError):
         return None
-    return version + RECORD_ROUTE, repr(("record", path))  # one record: its path is all there is
+    return template, repr(("record", path))  # one record: its path is all there is
 
 
 def bearer_refusal(settings: Settings, authorization: str | None) -> tuple[int, str, dict[str, str]] | None:

@@ -250,10 +250,11 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            template = trace.get("route") or self.template_of(scope)
+            logged = self.access_log and access_logger.isEnabledFor(logging.INFO)
+            template = (trace.get("route") or self.template_of(scope)) if self.metrics or logged else ""
             if self.metrics:
                 TALLY.request(template, method, status, seconds)
-            if self.access_log and access_logger.isEnabledFor(logging.INFO):
+            if logged:
                 holder = self.holder_of()
                 build_id = holder.current.build.build_id if holder is not None and holder.ready else None
                 access_logger.info(

@@ -126,12 +126,5 @@ def related_response(
     Skips re-validating what the engine built (the schema is declared on the route for OpenAPI and checked
     against real responses in the tests).
     """
-    payload = {
-        "id": publication_id,
-        "build_id": recommender.build.build_id,
-        "offset": query.offset,
-        "k": query.k,
-        "items": result.items,
-        "reason": result.reason,
-    }
+    payload = result.payload(publication_id, recommender.build.build_id, query.offset, query.k)
     return Response(orjson.dumps(payload), media_type="application/json")

@@ -21,20 +21,16 @@ def install_web(app: FastAPI) -> None:
 
     @router.get("/widget.js")
     def widget() -> FileResponse:
-        # Short cache: sites embed a fixed URL, and fixes should reach them within minutes.
-        return FileResponse(
-            STATIC / "widget.js",
-            media_type="text/javascript; charset=utf-8",
-            headers={"Cache-Control": "public, max-age=300"},
-        )
+        return _embedded(STATIC / "widget.js", "text/javascript; charset=utf-8")
 
     @router.get("/related.css")
     def stylesheet() -> FileResponse:
-        return FileResponse(
-            STATIC / "related.css",
-            media_type="text/css; charset=utf-8",
-            headers={"Cache-Control": "public, max-age=300"},
-        )
+        return _embedded(STATIC / "related.css", "text/css; charset=utf-8")
 
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _embedded(path: Path, media_type: str) -> FileResponse:
+    """A file other sites load from a fixed URL: a short cache, so fixes reach them within minutes."""
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=300"})

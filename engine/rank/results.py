@@ -72,3 +72,15 @@ class RelatedResult:
     items: list[RelatedItem]
     reason: str | None = None
     searched: bool = False
+
+    def payload(self, publication_id: str | None, build_id: str | None, offset: int, k: int) -> dict[str, object]:
+        """The related route's JSON body (``RelatedResponse``), for the service and the static export alike, so
+        an exported file is the route's answer byte for byte."""
+        return {
+            "id": publication_id,
+            "build_id": build_id,
+            "offset": offset,
+            "k": k,
+            "items": self.items,
+            "reason": self.reason,
+        }

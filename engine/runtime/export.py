@@ -37,7 +37,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -89,7 +89,6 @@ class ExportReport:
     seconds: float
     replaced: bool
     empty_lists: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         """One line: what was written, where, and how fast."""
@@ -191,17 +190,7 @@ def _write(
             result = recommender.recommend(publication_id, query)
             if not result.items:
                 report.empty_lists += 1
-                report.reasons[result.reason or ""] += 1
-            body = orjson.dumps(
-                {
-                    "id": publication_id,
-                    "build_id": build_id,
-                    "offset": 0,
-                    "k": query.k,
-                    "items": result.items,
-                    "reason": result.reason,
-                }
-            )
+            body = orjson.dumps(result.payload(publication_id, build_id, query.offset, query.k))
             stem = stems[publication_id]
             if "json" in formats:
                 (folder / "items" / f"{stem}.json").write_bytes(body)
