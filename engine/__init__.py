@@ -23,6 +23,7 @@ from engine.index.store import Build, BuildManifest, resolve_build
 from engine.index.vectors import IndexLoadError, VectorIndex
 from engine.rank.query import InvalidQueryError, RelatedQuery
 from engine.rank.recommend import Recommender, RelatedItem, RelatedResult, UnknownPublicationError
+from engine.runtime.cluster import RayCluster, RayEncoder, RayOptions
 from engine.runtime.holder import EngineHolder, NotReadyError, ReloadError
 from engine.runtime.loading import load_recommender
 from engine.settings import Settings, get_settings
@@ -50,6 +51,9 @@ __all__ = [
     "ModelNotPreparedError",
     "NotReadyError",
     "Publication",
+    "RayCluster",
+    "RayEncoder",
+    "RayOptions",
     "Recommender",
     "RelatedItem",
     "RelatedQuery",

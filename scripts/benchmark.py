@@ -1,7 +1,9 @@
 """Benchmark indexing, incremental rebuilds, serving and scale; print a table and write JSON.
 
 Not a test: it measures this machine. Ratios are measured side by side in one run, since machines here
-are shared and noisy. Sections: indexing, incremental, serving, scale (choose with --only).
+are shared and noisy. Sections: indexing, incremental, serving, scale, memory, adaptation, distributed
+(choose with --only; distributed needs the Ray extra, and it and quantisation, a measurement for
+docs/scale.md, run only when asked for).
 """
 
 from __future__ import annotations
@@ -540,11 +542,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds", type=int, default=5, help="wrk duration per run, three runs each (default: %(default)s)"
     )
+    parser.add_argument(
+        "--distributed-docs",
+        default="1200,12000",
+        help="articles,snippets encoded by --only distributed, the data sets' texts repeated to reach them "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--distributed-lists", type=int, default=20_000, help="items of the neighbour lists of --only distributed"
+    )
     parser.add_argument("--quick", action="store_true", help="small inputs, for a smoke test")
     parser.add_argument("--json", type=Path, default=PROJECT / "var" / "benchmark.json", help="default: %(default)s")
     args = parser.parse_args(argv)
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = sections - {"indexing", "incremental", "serving", "scale", "memory", "adaptation"}
+    known = {"indexing", "incremental", "serving", "scale", "memory", "adaptation", "distributed", "quantisation"}
+    unknown = sections - known
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
     settings = get_settings()
@@ -581,6 +593,38 @@ def main(argv: list[str] | None = None) -> int:
     if "adaptation" in sections:
         sizes = [int(s) for s in args.scale.split(",")]
         report["adaptation"] = bench_adaptation(encoder, args.quick, sizes)
+    if "distributed" in sections:
+        from engine.eval.experiments.distributed import bench_distributed
+
+        snippets, articles = snippets_and_articles()
+        articles_n, snippets_n = (int(n) for n in args.distributed_docs.split(","))
+        if args.quick:
+            articles_n, snippets_n = 20, 100
+        # Short texts take larger batches: per batch, Ray's scheduling and transfers cost as much as encoding
+        # a few hundred snippets.
+        # Texts repeated up to the count asked for (the Ray path has no cache, each copy is encoded): runs long
+        # enough for the fixed costs of a Ray build to be told apart from its rate.
+        corpora = {
+            name: (
+                [publication_text(pubs[i % len(pubs)]) for i in range(count)],
+                [pubs[i % len(pubs)].language for i in range(count)],
+                batch,
+            )
+            for name, pubs, count, batch in (
+                ("articles", articles, articles_n, 16),
+                ("snippets", snippets, snippets_n, 256),
+            )
+        }
+        report["distributed"] = bench_distributed(
+            settings.models_dir, settings.model, corpora, list_items=2000 if args.quick else args.distributed_lists
+        )
+    if "quantisation" in sections:
+        from engine.eval.experiments.quantisation import measure_pq
+
+        sizes = [int(s) for s in args.scale.split(",")] if not args.quick else [20_000]
+        report["quantisation"] = {
+            str(n): measure_pq(n, lists=min(4096, n // 100), threads=available_cores()) for n in sizes
+        }
     report["max_rss_mb_of_benchmark"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
@@ -655,12 +699,58 @@ def render(report: dict) -> str:
             f"{adaptation['draft_not_adapted_p50_ms']:.1f} ms not; one-item write into {write['items']} items "
             f"{write['write_s']:.2f}s (rebuild from stored chunks {write['rebuild_from_chunks_s']:.2f}s)"
         )
+    lines.extend(render_distributed(report.get("distributed")))
+    for row in report.get("quantisation", {}).values():
+        reranked = next(key for key in row if key.startswith("recall_at_10_reranked"))
+        lines.append(
+            f"quantisation {row['items']:>8} items {row['index']} (nprobe {row['nprobe']}): {row['memory_mb']:.0f} MB, "
+            f"built in {row['build_s']:.0f}s, recall@10 {row['recall_at_10']:.3f}, {reranked.rsplit('_', 1)[1]} "
+            f"re-ranked from float16 {row[reranked]:.3f} ({row['float16_rerank_store_mb']:.0f} MB, on disk), "
+            f"{row['search_ms_per_query']:.2f} ms a query"
+        )
     for name, row in report.get("memory", {}).items():
         lines.append(
             f"memory {name:>16}: peak RSS {row['peak_rss_mb']:.0f} MB; related (cold, wrk) {row['requests_per_s']:.0f} "
             f"req/s p50 {row['p50_ms']:.2f} ms p99 {row['p99_ms']:.2f} ms errors {row['errors']}"
         )
     return "\n".join(lines)
+
+
+def render_distributed(report: dict | None) -> list[str]:
+    """The distributed section: one line per corpus and path, then the neighbour lists."""
+    if not report:
+        return []
+    lines = []
+    for name, corpus in report["corpora"].items():
+        runs = corpus["runs"]
+        reference = runs["local_1_thread"]["docs_per_s"]
+        for path, row in runs.items():
+            if path.startswith("local"):
+                lines.append(
+                    f"distributed {name:<8} {corpus['documents']:>5} docs {path:<16} {row['docs_per_s']:7.1f} docs/s "
+                    f"({row['docs_per_s'] / reference:.2f} x one thread); model load {row['model_load_s']:.1f}s"
+                )
+            else:
+                lines.append(
+                    f"distributed {name:<8} {corpus['documents']:>5} docs {path:<16} {row['docs_per_s_total']:7.1f} "
+                    f"docs/s in all ({row['share_of_local']:.2f} x local, batches of {corpus['ray_batch_size']}); "
+                    f"model loaded: {row['docs_per_s_loaded']:.1f} docs/s = {100 * row['efficiency_per_cpu']:.0f}% "
+                    f"per CPU of one local thread (actors encode at {100 * row['compute_efficiency']:.0f}%, busy "
+                    f"{100 * row['busy_share']:.0f}%); model load {row['model_load_s_per_actor']:.1f}s and "
+                    f"{row['actor_peak_rss_mb']:.0f} MB an actor, "
+                    f"cluster start {row['cluster_start_s']:.1f}s apart; max |dv| {row['max_vector_difference']:.1e}"
+                )
+    lists = report.get("lists") or {}
+    if lists:
+        lines.append(
+            f"distributed lists {lists['items']} items ({lists['index']}): local {lists['local_s']:.1f}s; "
+            + "; ".join(
+                f"Ray {w} workers {lists[f'ray_{w}_workers_s']:.1f}s (identical: {lists[f'ray_{w}_workers_identical']})"
+                for w in (1, 2)
+                if f"ray_{w}_workers_s" in lists
+            )
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 Items the store holds and the files lack (API writes, earlier imports) are kept unless --sync. With no
 --catalog, the store is built as it is (folding the API writes made since the last build into a new build).
+With --ray, the texts the cache lacks are encoded and the neighbour lists computed on a Ray cluster (the
+extra: pip install -e '.[ray]'); the build is written here exactly as a local one (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine import (
     BuildOptions,
@@ -24,6 +27,9 @@ from engine.index.catalog_store import StoreBusyError, StoreUnavailableError
 from engine.index.folder import BuildLockedError
 from engine.index.neighbours import DEFAULT_SIZE
 from engine.index.vectors import STORAGES
+
+if TYPE_CHECKING:
+    from engine.runtime.cluster import RayCluster
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +85,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-calibrate", action="store_true", help="rank by plain cosine, without the per-language correction"
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="encode and list on a Ray cluster: 'auto' (the running one; the default with no value), its "
+        "address (host:port or ray://host:port), or 'local' to start one on this machine",
+    )
+    parser.add_argument(
+        "--ray-actors-per-node", type=int, default=1, help="encoding actors per node (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--ray-cpus-per-actor", type=int, default=1, help="CPUs (encoder threads) per actor (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--ray-batch-size", type=int, default=32, help="documents per batch sent to an actor (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--ray-cpus-per-task",
+        type=int,
+        default=1,
+        help="CPUs of each neighbour-list task, each holding a copy of the index: at millions of items, a "
+        "node's CPUs (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.sync and not args.catalog:
@@ -87,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--neighbours must be >= 0, got {args.neighbours}")
     if not 0 <= args.smoothing <= 100:
         parser.error(f"--smoothing must be between 0 and 100, got {args.smoothing}")
+    for name in ("ray_actors_per_node", "ray_cpus_per_actor", "ray_batch_size", "ray_cpus_per_task"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     options = BuildOptions(
         adapt=not args.no_adapt,
         smoothing_neighbours=args.smoothing,
@@ -100,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging(settings.log_format, settings.log_level)
     cache = None if args.no_cache else EmbeddingCache.in_folder(args.cache_dir)
+    cluster = None
     try:
-        encoder = open_encoder(settings)
+        if args.ray is not None and not args.dry_run:
+            cluster = open_cluster(args)
+            encoder = cluster.encoder(settings.models_dir, settings.model)
+        else:
+            encoder = open_encoder(settings)
         report = build_index(
             args.catalog,
             args.index_dir,
@@ -113,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
             sync=args.sync,
             dry_run=args.dry_run,
+            map_slices=cluster.map_slices if cluster is not None else None,
         )
     except CatalogError as exc:
         print(f"error: {exc}\nnothing was written; fix the line or pass --skip-invalid", file=sys.stderr)
@@ -135,13 +174,45 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 4
+    except Exception as exc:
+        if not isinstance(exc, ClusterError) and (cluster is None or not cluster.failed(exc)):
+            raise
+        print(f"error: the build on Ray failed: {exc}", file=sys.stderr)
+        print("no build was written; the one in service is unchanged", file=sys.stderr)
+        return 6
     finally:
+        if cluster is not None:
+            cluster.close()
         if cache is not None:
             cache.close()
     for error in report.skipped:
         print(f"skipped: {error}", file=sys.stderr)
     print(report.summary())
     return 0
+
+
+class ClusterError(Exception):
+    """The Ray cluster cannot be used (not installed, unreachable, no CPUs)."""
+
+
+def open_cluster(args: argparse.Namespace) -> RayCluster:
+    """Connect to the cluster --ray names; its failures are raised as :class:`ClusterError`."""
+    from engine.runtime.cluster import ClusterUnavailableError, RayCluster, RayOptions
+
+    try:
+        cluster = RayCluster(
+            RayOptions(
+                address=args.ray,
+                actors_per_node=args.ray_actors_per_node,
+                cpus_per_actor=args.ray_cpus_per_actor,
+                batch_size=args.ray_batch_size,
+                cpus_per_task=args.ray_cpus_per_task,
+            )
+        )
+    except ClusterUnavailableError as exc:
+        raise ClusterError(str(exc)) from None
+    print(f"building on Ray ({args.ray}): {cluster.nodes()} nodes, {cluster.cpus()} CPUs", file=sys.stderr)
+    return cluster
 
 
 if __name__ == "__main__":

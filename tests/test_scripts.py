@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine import load_recommender
@@ -125,6 +126,23 @@ def test_a_second_build_names_the_one_running_and_dry_runs_write_nothing(tmp_pat
     assert "--sync mirrors catalog files" in capsys.readouterr().err
 
 
+def test_a_build_on_an_unreachable_ray_cluster_fails_at_once_naming_it_and_writes_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="the Ray extra is not installed")
+    catalog = write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)
+    args = ["--catalog", str(catalog), "--index-dir", str(tmp_path / "index"), "--no-cache", "--quiet"]
+    assert fake_build(args).returncode == 0
+    before = os.readlink(tmp_path / "index" / "current")
+    refused = fake_build([*args, "--force", "--ray", "127.0.0.1:9"])  # port 9: nothing listens (discard)
+    assert refused.returncode == 6, refused.stderr
+    assert "cannot reach the Ray cluster at '127.0.0.1:9'" in refused.stderr and "--ray local" in refused.stderr
+    assert "the one in service is unchanged" in refused.stderr
+    assert os.readlink(tmp_path / "index" / "current") == before
+    bad = fake_build([*args, "--ray", "head-without-port"])
+    assert bad.returncode == 6 and "is not host:port" in bad.stderr
+    with pytest.raises(SystemExit):
+        build_index.main([*args, "--ray", "local", "--ray-batch-size", "0"])
+
+
 @pytest.mark.model
 def test_build_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     catalog = write_jsonl(tmp_path / "c.jsonl", SMALL_CATALOG)
@@ -194,6 +212,26 @@ def test_benchmark_scale_section(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert exact["live_search_p50_ms"] > 0 and exact["lists_p50_ms"] > 0 and exact["lists_s"] > 0
     out = capsys.readouterr().out
     assert "2000-float32 (flat): build" in out and "2000-float16 (flat): build" in out
+
+
+def test_benchmark_quantisation_section_measures_pq_against_exact_search(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert benchmark.main(["--only", "quantisation", "--quick", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["quantisation"]["20000"]
+    assert row["index"] == "IVF200,PQ64" and row["items"] == 20_000
+    # 64 bytes a vector and the coarse centroids, against 2 KB a vector in float32 (39 MB here).
+    assert row["memory_mb"] < 0.1 * 20_000 * 512 * 4 / 2**20
+    assert 0.0 < row["recall_at_10"] <= row["recall_at_10_reranked_100"] <= 1.0
+    assert "quantisation    20000 items IVF200,PQ64" in capsys.readouterr().out
+
+
+def test_recall_at_10_is_the_share_of_the_true_ten_found() -> None:
+    from engine.eval.experiments.quantisation import recall_at
+
+    truth = np.array([list(range(10)), list(range(10))])
+    # Row 1: 8 of the true 10 (two replaced by 98, 99); row 2: all 10 in another order: (0.8 + 1.0) / 2 = 0.9.
+    found = np.array([[*range(8), 98, 99], list(range(9, -1, -1))])
+    assert recall_at(found, truth) == pytest.approx(0.9)
 
 
 @pytest.mark.model

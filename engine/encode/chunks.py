@@ -53,6 +53,19 @@ class ChunkVectors:
             int(offsets[-1]),
         )
 
+    @classmethod
+    def of_parts(cls, parts: Sequence[tuple[np.ndarray, np.ndarray]], dimension: int) -> ChunkVectors:
+        """Documents given as ``(chunk vectors, weights)`` each, in order (what :meth:`split` returns)."""
+        if not parts:
+            return cls.concat([], dimension)
+        counts = np.fromiter((len(w) for _, w in parts), dtype=np.int64, count=len(parts))
+        return cls(
+            np.concatenate([v for v, _ in parts]).astype(np.float32, copy=False),
+            np.repeat(np.arange(len(parts), dtype=np.int64), counts),
+            np.concatenate([w for _, w in parts]).astype(np.float32, copy=False),
+            len(parts),
+        )
+
     def select(self, documents: Sequence[int]) -> tuple[ChunkVectors, np.ndarray]:
         """The chunks of these documents, renumbered in the order of ``documents``, and the rows they came
         from (each document's chunks in their own order)."""

@@ -101,7 +101,13 @@ def encode_chunks(
     show_progress: bool = False,
 ) -> ChunkVectors:
     """Encode whole documents without cutting any text off: a text longer than the encoder's limit is split
-    into chunks on sentence boundaries, and every chunk is encoded."""
+    into chunks on sentence boundaries, and every chunk is encoded.
+
+    An encoder that chunks documents itself (one spread over a Ray cluster, engine/runtime/cluster.py, whose
+    workers run this function) is handed the whole list."""
+    own = getattr(encoder, "encode_chunks", None)
+    if own is not None:
+        return own(texts, languages=languages, show_progress=show_progress)
     chunks: list[str] = []
     owners: list[int] = []
     weights: list[float] = []
@@ -274,12 +280,5 @@ def encode_cached(
             found[key] = (vectors, weights)
         if cache:
             cache.put_many(encoder.name, {key: found[key] for key in todo})
-    parts = [found[key] for key in keys]
-    counts = np.fromiter((len(w) for _, w in parts), dtype=np.int64, count=len(parts))
-    chunks = ChunkVectors(
-        np.concatenate([v for v, _ in parts]) if parts else np.zeros((0, encoder.dimension), np.float32),
-        np.repeat(np.arange(len(parts), dtype=np.int64), counts),
-        np.concatenate([w for _, w in parts]) if parts else np.zeros(0, np.float32),
-        len(parts),
-    )
+    chunks = ChunkVectors.of_parts([found[key] for key in keys], encoder.dimension)
     return chunks, len(missing)

@@ -30,6 +30,7 @@ from engine.index.catalog_store import (
     StoreUnavailableError,
 )
 from engine.index.folder import BuildLock, clean_leftovers
+from engine.index.neighbours import SliceMap
 from engine.index.options import BuildOptions
 from engine.index.store import Build
 
@@ -110,6 +111,7 @@ def build_index(
     force: bool = False,
     sync: bool = False,
     dry_run: bool = False,
+    map_slices: SliceMap | None = None,
 ) -> BuildReport:
     """Import the catalog files into the index folder's store (none: build from the store as it is), then
     build the store's publications into a new build folder and make it current.
@@ -118,6 +120,8 @@ def build_index(
     and :class:`~engine.index.folder.BuildLockedError` while another build runs. ``sync`` deletes from the
     store what the files lack; ``dry_run`` only reports what the import would change. When the current build
     already holds the store's generation with this model and options, nothing is written unless ``force``.
+    ``map_slices`` computes the neighbour lists elsewhere; with an encoder that encodes on a cluster too
+    (engine/runtime/cluster.py), the build is made on Ray and written here exactly as a local one.
     """
     started = time.perf_counter()
     options = options or BuildOptions()
@@ -143,7 +147,9 @@ def build_index(
             if dry_run:
                 report.dry_run, report.seconds = True, time.perf_counter() - started
                 return report
-            _build_snapshot(store, report, index_dir, encoder, cache, options, force, show_progress, catalog_paths)
+            _build_snapshot(
+                store, report, index_dir, encoder, cache, options, force, show_progress, catalog_paths, map_slices
+            )
             report.encoded += encoded
             report.cached = report.items - report.encoded
             report.seconds = time.perf_counter() - started
@@ -173,6 +179,7 @@ def _build_snapshot(
     force: bool,
     show_progress: bool,
     catalog_paths: Sequence[Path],
+    map_slices: SliceMap | None,
 ) -> None:
     """Build the store as it is now into ``index_dir`` (unless its current build holds it), filling ``report``."""
     snapshot = store.snapshot()
@@ -185,7 +192,9 @@ def _build_snapshot(
         _announce(store)  # in case the run that made it died before announcing it
         return
     chunks, encoded = _chunks_of(snapshot, encoder, cache, show_progress)
-    build = Build.assemble(snapshot.publications, chunks, encoder.name, options, show_progress=show_progress)
+    build = Build.assemble(
+        snapshot.publications, chunks, encoder.name, options, show_progress=show_progress, map_slices=map_slices
+    )
     saved = build.save(
         index_dir,
         generation=snapshot.generation,
@@ -243,12 +252,5 @@ def _chunks_of(
     parts = {key: (v, w) for key, (model, v, w) in snapshot.chunks.items() if model == encoder.name}
     fresh, encoded = _encode([p for p in publications if p.id not in parts], encoder, cache, show_progress)
     parts.update(fresh)
-    ordered = [parts[p.id] for p in publications]
-    counts = np.fromiter((len(w) for _, w in ordered), dtype=np.int64, count=len(ordered))
-    chunks = ChunkVectors(
-        np.concatenate([v for v, _ in ordered]).astype(np.float32, copy=False),
-        np.repeat(np.arange(len(ordered), dtype=np.int64), counts),
-        np.concatenate([w for _, w in ordered]).astype(np.float32, copy=False),
-        len(ordered),
-    )
+    chunks = ChunkVectors.of_parts([parts[p.id] for p in publications], encoder.dimension)
     return chunks, encoded

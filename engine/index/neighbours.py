@@ -13,8 +13,10 @@ before (engine/rank/candidates.py).
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -92,6 +94,7 @@ class NeighbourLists:
         size: int = DEFAULT_SIZE,
         threads: int = 1,
         show_progress: bool = False,
+        map_slices: SliceMap | None = None,
     ) -> NeighbourLists:
         """Lists for ``ids`` (rows of ``vectors``, all in ``index``), ranked like a live search.
 
@@ -99,62 +102,42 @@ class NeighbourLists:
         the search can beat a list's last entry (the same bound as a live search). An exact (flat) index of
         moderate size is scored in full by one matrix product per batch instead: the same cosines, without
         FAISS's per-query heaps, which cost more than the product here.
+
+        Batches are independent: ``map_slices`` may compute them elsewhere (engine/runtime/cluster.py spreads them
+        over Ray tasks); the batches are the same either way, so the lists are too.
         """
         n, requested_size = len(ids), size
         size = max(0, min(size, n - 1))
         columns = np.array([calibration.column_of(lang) for lang in languages] if calibration else [0] * n)
-        present = np.unique(columns)
-        positions_of = np.full((n, size), -1, dtype=np.int32)
-        similarities = np.zeros((n, size), dtype=np.float32)
-        calibrated_of = np.zeros((n, size), dtype=np.float32)
-        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         exact = index.kind == "flat" and len(index) == n and n <= _EXACT_LIMIT
-        table = None if exact else _position_table(index, ids)
+        work = ListWork(
+            index=None if exact else index,
+            matrix=np.ascontiguousarray(vectors, dtype=np.float32),
+            columns=columns,
+            present=np.unique(columns),
+            table=None if exact else _position_table(index, ids),
+            calibration=calibration,
+            size=size,
+        )
         batch = max(64, min(_BATCH, 2**24 // max(n, 1))) if exact else _BATCH
-        batches = range(0, n, batch)
-        for start in tqdm(batches, desc="neighbour lists", unit="batch", disable=not show_progress or len(batches) < 2):
-            stop = min(start + batch, n)
-            pending = np.arange(start, stop)
-            fetch = n if exact else min(n, _WIDEN * size + _MARGIN)
-            while len(pending) and size:
-                queries = matrix[pending]
-                if exact:
-                    found = queries @ matrix.T
-                    positions = np.broadcast_to(np.arange(n), found.shape)
-                else:
-                    found, numbers = index.search_numbers(queries, fetch, threads=threads)
-                    # Padding (-1) and numbers past the table (tombstones) land on its last cell, which is -1.
-                    positions = table[np.clip(numbers, -1, len(table) - 1)]
-                means, spreads = _statistics(calibration, queries)
-                item_columns = columns[np.maximum(positions, 0)]
-                # Chosen in float32 (the whole matrix), then keyed in float64 like the live search and re-sorted,
-                # so near-ties order the same way.
-                ranked = (found - np.take_along_axis(means, item_columns, 1)) / np.take_along_axis(
-                    spreads, item_columns, 1
-                )
-                ranked[(positions < 0) | (positions == pending[:, None])] = -np.inf
-                order = _top(ranked, size)
-                chosen = np.take_along_axis(item_columns, order, 1)
-                cosines = np.take_along_axis(found, order, 1).astype(np.float64)
-                mean, spread = np.take_along_axis(means, chosen, 1), np.take_along_axis(spreads, chosen, 1)
-                best = (cosines - mean) / spread.astype(np.float64)
-                best[~np.isfinite(np.take_along_axis(ranked, order, 1))] = -np.inf
-                resort = np.argsort(-best, axis=1, kind="stable")
-                order, best = np.take_along_axis(order, resort, 1), np.take_along_axis(best, resort, 1)
-                # An item beyond the search has a cosine at most the last one found: its best key is that
-                # cosine's key in the most favourable language.
-                floor = found[:, -1:].astype(np.float64)
-                unseen = ((floor - means[:, present]) / spreads[:, present]).max(axis=1)
-                done = (fetch >= n) | (best[:, -1] >= unseen)
-                for i in np.flatnonzero(done):
-                    target, kept = pending[i], np.isfinite(best[i])
-                    count = int(kept.sum())
-                    positions_of[target, :count] = positions[i, order[i]][kept]
-                    similarities[target, :count] = found[i, order[i]][kept]
-                    calibrated_of[target, :count] = best[i][kept]
-                pending = pending[~done]
-                fetch = min(n, fetch * _WIDEN)
-        return cls(ids, positions_of, similarities, calibrated_of, requested_size)
+        slices = [(start, min(start + batch, n)) for start in range(0, n, batch)] if size else []
+        positions = np.full((n, size), -1, dtype=np.int32)
+        similarities = np.zeros((n, size), dtype=np.float32)
+        calibrated = np.zeros((n, size), dtype=np.float32)
+        if map_slices is None:
+            results = (list_rows(work, start, stop, threads) for start, stop in slices)
+        else:
+            results = map_slices(list_rows, work, slices)
+        quiet = not show_progress or len(slices) < 2
+        with tqdm(total=len(slices), desc="neighbour lists", unit="batch", disable=quiet) as bar:
+            for (start, stop), (found_positions, found_similarities, found_calibrated) in zip(
+                slices, results, strict=True
+            ):
+                positions[start:stop] = found_positions
+                similarities[start:stop] = found_similarities
+                calibrated[start:stop] = found_calibrated
+                bar.update()
+        return cls(ids, positions, similarities, calibrated, requested_size)
 
     def save(self, path: Path) -> None:
         """Write to ``path`` (``.npz``, plain arrays, no pickle)."""
@@ -208,3 +191,75 @@ def _statistics(calibration: LanguageCalibration | None, queries: np.ndarray) ->
         # Without calibration the key is the cosine itself: mean 0, spread 1 in a single column.
         return np.zeros((len(queries), 1), np.float32), np.ones((len(queries), 1), np.float32)
     return calibration.statistics_matrix(queries)
+
+
+@dataclass(frozen=True, slots=True)
+class ListWork:
+    """What every batch of neighbour lists needs: the same for all batches, so a cluster ships it once."""
+
+    index: VectorIndex | None  # None: exact, scored against ``matrix`` in full
+    matrix: np.ndarray  # (n, dimension) the build's document vectors
+    columns: np.ndarray  # (n,) each item's column in the calibration's statistics
+    present: np.ndarray  # the columns that occur
+    table: np.ndarray | None  # index number -> position (not exact)
+    calibration: LanguageCalibration | None
+    size: int
+
+
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class SliceMap(Protocol):
+    """Runs ``fn(work, start, stop, threads)`` for each slice, yielding the results in the order of ``slices``."""
+
+    def __call__(
+        self, fn: Callable[[ListWork, int, int, int], Rows], work: ListWork, slices: Sequence[tuple[int, int]]
+    ) -> Iterable[Rows]: ...
+
+
+def list_rows(work: ListWork, start: int, stop: int, threads: int = 1) -> Rows:
+    """The lists of items ``start..stop``: (positions, cosines, calibrated cosines), each ``(stop - start, size)``."""
+    n, size, matrix, columns = len(work.matrix), work.size, work.matrix, work.columns
+    positions_of = np.full((stop - start, size), -1, dtype=np.int32)
+    similarities = np.zeros((stop - start, size), dtype=np.float32)
+    calibrated_of = np.zeros((stop - start, size), dtype=np.float32)
+    exact = work.index is None
+    pending = np.arange(start, stop)
+    fetch = n if exact else min(n, _WIDEN * size + _MARGIN)
+    while len(pending) and size:
+        queries = matrix[pending]
+        if exact:
+            found = queries @ matrix.T
+            positions = np.broadcast_to(np.arange(n), found.shape)
+        else:
+            found, numbers = work.index.search_numbers(queries, fetch, threads=threads)
+            # Padding (-1) and numbers past the table (tombstones) land on its last cell, which is -1.
+            positions = work.table[np.clip(numbers, -1, len(work.table) - 1)]
+        means, spreads = _statistics(work.calibration, queries)
+        item_columns = columns[np.maximum(positions, 0)]
+        # Chosen in float32 (the whole matrix), then keyed in float64 like the live search and re-sorted,
+        # so near-ties order the same way.
+        ranked = (found - np.take_along_axis(means, item_columns, 1)) / np.take_along_axis(spreads, item_columns, 1)
+        ranked[(positions < 0) | (positions == pending[:, None])] = -np.inf
+        order = _top(ranked, size)
+        chosen = np.take_along_axis(item_columns, order, 1)
+        cosines = np.take_along_axis(found, order, 1).astype(np.float64)
+        mean, spread = np.take_along_axis(means, chosen, 1), np.take_along_axis(spreads, chosen, 1)
+        best = (cosines - mean) / spread.astype(np.float64)
+        best[~np.isfinite(np.take_along_axis(ranked, order, 1))] = -np.inf
+        resort = np.argsort(-best, axis=1, kind="stable")
+        order, best = np.take_along_axis(order, resort, 1), np.take_along_axis(best, resort, 1)
+        # An item beyond the search has a cosine at most the last one found: its best key is that
+        # cosine's key in the most favourable language.
+        floor = found[:, -1:].astype(np.float64)
+        unseen = ((floor - means[:, work.present]) / spreads[:, work.present]).max(axis=1)
+        done = (fetch >= n) | (best[:, -1] >= unseen)
+        for i in np.flatnonzero(done):
+            target, kept = pending[i] - start, np.isfinite(best[i])
+            count = int(kept.sum())
+            positions_of[target, :count] = positions[i, order[i]][kept]
+            similarities[target, :count] = found[i, order[i]][kept]
+            calibrated_of[target, :count] = best[i][kept]
+        pending = pending[~done]
+        fetch = min(n, fetch * _WIDEN)
+    return positions_of, similarities, calibrated_of

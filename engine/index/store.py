@@ -24,7 +24,7 @@ from engine.encode.models import sha256_file
 from engine.index.adaptation import CatalogAdaptation
 from engine.index.calibrate import LanguageCalibration
 from engine.index.folder import BUILDS, CURRENT, fsync_tree, prune_builds, publish_build, resolve_build
-from engine.index.neighbours import DEFAULT_SIZE, NeighbourLists
+from engine.index.neighbours import DEFAULT_SIZE, NeighbourLists, SliceMap
 from engine.index.options import BuildOptions
 from engine.index.vectors import IndexLoadError, VectorIndex
 from engine.settings import available_cores
@@ -117,10 +117,12 @@ class Build:
         *,
         adaptation: CatalogAdaptation | None = None,
         show_progress: bool = False,
+        map_slices: SliceMap | None = None,
     ) -> Build:
         """Adapt, index, calibrate and list ``publications`` (in the order of ``chunks``' documents): the one
         sequence that full builds (engine/index/build.py) and in-memory evaluation (``Recommender.from_publications``)
-        share, so an answer does not depend on which made it. ``adaptation`` is an already fitted one.
+        share, so an answer does not depend on which made it. ``adaptation`` is an already fitted one;
+        ``map_slices`` computes the neighbour lists' batches elsewhere (a Ray cluster: engine/runtime/cluster.py).
         """
 
         publications = list(publications)
@@ -156,6 +158,7 @@ class Build:
                 size=options.neighbours,
                 threads=threads,
                 show_progress=show_progress,
+                map_slices=map_slices,
             )
         return cls(publications, index, options, chunks, adaptation, calibration, neighbours)
 
