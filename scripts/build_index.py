@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engine import (
     BuildOptions,
@@ -27,9 +26,7 @@ from engine.index.catalog_store import StoreBusyError, StoreUnavailableError
 from engine.index.folder import BuildLockedError
 from engine.index.neighbours import DEFAULT_SIZE
 from engine.index.vectors import STORAGES
-
-if TYPE_CHECKING:
-    from engine.runtime.cluster import RayCluster
+from engine.runtime.cluster import ClusterUnavailableError, RayCluster, RayOptions  # imports Ray only when used
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,9 +114,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--neighbours must be >= 0, got {args.neighbours}")
     if not 0 <= args.smoothing <= 100:
         parser.error(f"--smoothing must be between 0 and 100, got {args.smoothing}")
-    for name in ("ray_actors_per_node", "ray_cpus_per_actor", "ray_batch_size", "ray_cpus_per_task"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    ray_options = None
+    if args.ray is not None:
+        try:
+            ray_options = RayOptions(
+                address=args.ray,
+                actors_per_node=args.ray_actors_per_node,
+                cpus_per_actor=args.ray_cpus_per_actor,
+                batch_size=args.ray_batch_size,
+                cpus_per_task=args.ray_cpus_per_task,
+            )
+        except ValueError as exc:
+            parser.error(f"--ray: {exc}")
     options = BuildOptions(
         adapt=not args.no_adapt,
         smoothing_neighbours=args.smoothing,
@@ -135,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     cache = None if args.no_cache else EmbeddingCache.in_folder(args.cache_dir)
     cluster = None
     try:
-        if args.ray is not None and not args.dry_run:
-            cluster = open_cluster(args)
+        if ray_options is not None and not args.dry_run:
+            # Connected on first use: a bad line, a held lock or an up-to-date index starts no cluster.
+            cluster = RayCluster(ray_options, on_connect=announce)
             encoder = cluster.encoder(settings.models_dir, settings.model)
         else:
             encoder = open_encoder(settings)
@@ -175,10 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 4
     except Exception as exc:
-        if not isinstance(exc, ClusterError) and (cluster is None or not cluster.failed(exc)):
+        if not isinstance(exc, ClusterUnavailableError) and (cluster is None or not cluster.failed(exc)):
             raise
         print(f"error: the build on Ray failed: {exc}", file=sys.stderr)
-        print("no build was written; the one in service is unchanged", file=sys.stderr)
+        # The import commits before the build: what it wrote stays in the store, and the next build includes it.
+        print(
+            "no build was written; the one in service is unchanged (an import already committed stays in the "
+            "store: run the build again)",
+            file=sys.stderr,
+        )
         return 6
     finally:
         if cluster is not None:
@@ -191,28 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class ClusterError(Exception):
-    """The Ray cluster cannot be used (not installed, unreachable, no CPUs)."""
-
-
-def open_cluster(args: argparse.Namespace) -> RayCluster:
-    """Connect to the cluster --ray names; its failures are raised as :class:`ClusterError`."""
-    from engine.runtime.cluster import ClusterUnavailableError, RayCluster, RayOptions
-
-    try:
-        cluster = RayCluster(
-            RayOptions(
-                address=args.ray,
-                actors_per_node=args.ray_actors_per_node,
-                cpus_per_actor=args.ray_cpus_per_actor,
-                batch_size=args.ray_batch_size,
-                cpus_per_task=args.ray_cpus_per_task,
-            )
-        )
-    except ClusterUnavailableError as exc:
-        raise ClusterError(str(exc)) from None
-    print(f"building on Ray ({args.ray}): {cluster.nodes()} nodes, {cluster.cpus()} CPUs", file=sys.stderr)
-    return cluster
+def announce(cluster: RayCluster) -> None:
+    """The line that says where the build runs, once connected."""
+    print(
+        f"building on Ray ({cluster.options.address}): {cluster.nodes()} nodes, {cluster.cpus()} CPUs", file=sys.stderr
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from engine import BuildOptions, build_index
+from engine import BuildOptions, build_index, get_settings
 from engine.catalog.records import Publication
 from engine.encode.chunks import ChunkVectors
 from engine.index.calibrate import LanguageCalibration
@@ -29,7 +29,12 @@ from tests.fakes import FakeEncoder
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed: pip install -e '.[ray]'")
 
-from engine.runtime.cluster import ClusterUnavailableError, RayCluster, RayOptions  # noqa: E402
+from engine.runtime.cluster import (  # noqa: E402
+    ClusterUnavailableError,
+    RayCluster,
+    RayOptions,
+    WorkerModelMismatchError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +107,17 @@ def test_bad_ray_options_are_refused_with_the_fix() -> None:
         RayOptions(address=" ")
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         RayOptions(batch_size=0)
+
+
+@pytest.mark.model
+def test_a_node_without_the_drivers_model_stops_the_build_naming_it(cluster: RayCluster, tmp_path: Path) -> None:
+    settings = get_settings()
+    with pytest.raises(WorkerModelMismatchError, match=r"the node .* has .*@.*, the build uses other@0000: prepare"):
+        cluster.check_nodes(settings.models_dir, settings.model, "other@0000")
+    with pytest.raises(WorkerModelMismatchError, match="has no usable model"):
+        cluster.check_nodes(tmp_path / "models", settings.model, "other@0000")
+    encoder = cluster.encoder(settings.models_dir, settings.model)
+    cluster.check_nodes(settings.models_dir, settings.model, encoder.name)  # the real one passes
 
 
 @pytest.mark.model

@@ -39,11 +39,14 @@ EDITIONS = 3  # the demo catalog three times over (408 documents): long enough t
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     # No CPUs on the head: every actor and task runs on a worker node, so losing one loses work for real.
+    sigterm = signal.getsignal(signal.SIGTERM)
     started = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
         yield started
     finally:
         started.shutdown()
+        # Starting a head node in this process installs Ray's SIGTERM handler, which outlives it.
+        signal.signal(signal.SIGTERM, sigterm)
 
 
 def two_workers(cluster: Cluster) -> list:

@@ -104,13 +104,15 @@ class NeighbourLists:
         FAISS's per-query heaps, which cost more than the product here.
 
         Batches are independent: ``map_slices`` may compute them elsewhere (engine/runtime/cluster.py spreads them
-        over Ray tasks); the batches are the same either way, so the lists are too.
+        over Ray tasks). The batches are cut the same either way; only the threads of the products differ, which
+        can change a cosine's last bit (and so, in principle, the order of an exact tie).
         """
         n, requested_size = len(ids), size
         size = max(0, min(size, n - 1))
         columns = np.array([calibration.column_of(lang) for lang in languages] if calibration else [0] * n)
         exact = index.kind == "flat" and len(index) == n and n <= _EXACT_LIMIT
         work = ListWork(
+            exact=exact,
             index=None if exact else index,
             matrix=np.ascontiguousarray(vectors, dtype=np.float32),
             columns=columns,
@@ -197,7 +199,8 @@ def _statistics(calibration: LanguageCalibration | None, queries: np.ndarray) ->
 class ListWork:
     """What every batch of neighbour lists needs: the same for all batches, so a cluster ships it once."""
 
-    index: VectorIndex | None  # None: exact, scored against ``matrix`` in full
+    exact: bool  # scored against ``matrix`` in full (a flat index of moderate size), not searched
+    index: VectorIndex | None  # searched when not exact
     matrix: np.ndarray  # (n, dimension) the build's document vectors
     columns: np.ndarray  # (n,) each item's column in the calibration's statistics
     present: np.ndarray  # the columns that occur
@@ -223,7 +226,7 @@ def list_rows(work: ListWork, start: int, stop: int, threads: int = 1) -> Rows:
     positions_of = np.full((stop - start, size), -1, dtype=np.int32)
     similarities = np.zeros((stop - start, size), dtype=np.float32)
     calibrated_of = np.zeros((stop - start, size), dtype=np.float32)
-    exact = work.index is None
+    exact = work.exact
     pending = np.arange(start, stop)
     fetch = n if exact else min(n, _WIDEN * size + _MARGIN)
     while len(pending) and size:

@@ -4,7 +4,9 @@ Only the two costly, independent parts of a build leave the machine: encoding th
 (``map_batches`` over a pool of actors, each loading the model once) and the batches of neighbour lists
 (one task per group of batches). Everything else (the import, the adaptation, the index, the calibration,
 the atomic write of the build folder, the cache) stays in the driver and runs the same code as a local
-build, so a build made on Ray holds the same vectors and the same lists (tests/test_cluster.py).
+build, so a build made on Ray holds vectors within 1e-6 of a local build's and, on the tests' catalogs, the
+same neighbour lists (tests/test_cluster.py). Nodes should be of one kind (CPU, faiss and numpy versions):
+other kernels round differently.
 
 Ray is an optional extra (``pip install -e '.[ray]'``); nothing here imports it until a cluster is opened.
 Every node needs the project installed and the prepared model at the same ``models_dir`` path (shared
@@ -94,8 +96,10 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def _last_local_cluster() -> str | None:
+    """The address Ray records for the cluster last started on this machine (under $RAY_TMPDIR, as Ray does)."""
+    folder = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
     try:
-        return (Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster").read_text().strip() or None
+        return (folder / "ray_current_cluster").read_text().strip() or None
     except OSError:
         return None
 
@@ -111,27 +115,44 @@ def _ray() -> Any:
 
 
 class RayCluster:
-    """A connection to a Ray cluster for one build (a context manager: leaving it disconnects, and stops a
-    cluster that ``local`` started)."""
+    """A connection to a Ray cluster for one build, made on first use (so a build that fails validation, waits
+    for the build lock or finds its index up to date starts nothing). A context manager: leaving it
+    disconnects, and stops a cluster that ``local`` started."""
 
-    def __init__(self, options: RayOptions | None = None) -> None:
+    def __init__(
+        self, options: RayOptions | None = None, *, on_connect: Callable[[RayCluster], None] | None = None
+    ) -> None:
         self.options = options or RayOptions()
-        ray = _ray()
-        address = self.options.address
+        self._ray = _ray()
+        self._on_connect = on_connect
+        self._connected = False
+        self._owned = False
+
+    @property
+    def ray(self) -> Any:
+        """The ``ray`` module, connected."""
+        self.connect()
+        return self._ray
+
+    def connect(self) -> None:
+        """Connect (once), and check the cluster can run what the options ask for."""
+        if self._connected:
+            return
+        ray, address = self._ray, self.options.address
+        # A process already connected (a notebook, a test) keeps its connection: it is used, and left open.
+        self._owned = not ray.is_initialized()
+        if self._owned and address != "local":
+            _check_reachable(address)
+        sigterm = signal.getsignal(signal.SIGTERM)
         init: dict[str, Any] = {
             "runtime_env": {"env_vars": dict(_WORKER_ENV)},
             "logging_level": logging.WARNING,
             "log_to_driver": False,
         }
-        # A process already connected (a notebook, a test) keeps its connection: it is used, and left open.
-        self._owned = not ray.is_initialized()
-        # ray.init installs a SIGTERM handler of its own and leaves it after shutdown: put back the caller's.
-        self._sigterm = signal.getsignal(signal.SIGTERM)
-        if self._owned and address != "local":
-            _check_reachable(address)
         try:
             if self._owned and address == "local":
-                ray.init(num_cpus=available_cores(), include_dashboard=False, **init)
+                # address="local": always a new cluster, even where another one runs (ray.init() would join it).
+                ray.init(address="local", num_cpus=available_cores(), include_dashboard=False, **init)
             elif self._owned:
                 ray.init(address=address, **init)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -139,13 +160,39 @@ class RayCluster:
                 f"cannot reach the Ray cluster at {address!r} ({exc}); start it with `ray start --head` or give "
                 "--ray local"
             ) from None
-        self._ray = ray
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the build shows its own bar (documents, not Ray blocks)
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        if self.cpus() < 1:
+        finally:
+            # ray.init installs a SIGTERM handler that exits from wherever the driver is: keep the caller's, so a
+            # stopped build behaves as a local one (the cluster frees a dead driver's actors and tasks itself).
+            if threading.current_thread() is threading.main_thread() and sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
+        self._connected = True
+        try:
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False  # the build shows its own bar (documents, not Ray blocks)
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            self._check_sizes()
+        except BaseException:
             self.close()
-            raise ClusterUnavailableError(f"the Ray cluster at {address!r} has no CPUs to encode on")
+            raise
+        if self._on_connect is not None:
+            self._on_connect(self)
+
+    def _check_sizes(self) -> None:
+        """Refuse actors or tasks wider than every node: Ray would wait for such a node forever."""
+        largest = max((int(n["Resources"].get("CPU", 0)) for n in self._alive()), default=0)
+        if largest < 1:
+            raise ClusterUnavailableError(f"the Ray cluster at {self.options.address!r} has no CPUs to work on")
+        for flag, wanted in (
+            ("--ray-cpus-per-actor", self.options.cpus_per_actor),
+            ("--ray-cpus-per-task", self.options.cpus_per_task),
+        ):
+            if wanted > largest:
+                raise ClusterUnavailableError(
+                    f"{flag} {wanted} exceeds the largest node's {largest} CPUs: give at most {largest}"
+                )
+
+    def _alive(self) -> list[dict[str, Any]]:
+        return [node for node in self._ray.nodes() if node.get("Alive")]
 
     def __enter__(self) -> RayCluster:
         return self
@@ -155,23 +202,45 @@ class RayCluster:
 
     def close(self) -> None:
         """Disconnect (stopping the cluster ``local`` started), unless the connection was there before."""
-        if self._owned and self._ray.is_initialized():
+        if self._connected and self._owned and self._ray.is_initialized():
             self._ray.shutdown()
-            if threading.current_thread() is threading.main_thread() and self._sigterm is not None:
-                signal.signal(signal.SIGTERM, self._sigterm)
+        self._connected = False
 
     def failed(self, exc: BaseException) -> bool:
-        """Whether ``exc`` is the cluster's failure (a lost node beyond Ray's retries, a worker's error, a model
-        mismatch) rather than the build's own."""
+        """Whether ``exc`` is the cluster's failure (unreachable, a lost node beyond Ray's retries, a worker's
+        error, a model mismatch) rather than the build's own."""
         return isinstance(exc, (self._ray.exceptions.RayError, WorkerModelMismatchError, ClusterUnavailableError))
 
     def nodes(self) -> int:
         """Alive nodes that have CPUs."""
-        return sum(1 for node in self._ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0)
+        self.connect()
+        return sum(1 for node in self._alive() if node.get("Resources", {}).get("CPU", 0) > 0)
 
     def cpus(self) -> int:
         """CPUs of the alive nodes."""
-        return int(self._ray.cluster_resources().get("CPU", 0))
+        return int(self.ray.cluster_resources().get("CPU", 0))
+
+    def check_nodes(self, models_dir: Path, model: str, expected: str) -> None:
+        """Check, on every node with CPUs, that the model is prepared and is ``expected`` (a cheap read of its
+        manifest): an actor that fails to load it would only be started again and again by Ray Data."""
+        ray = self.ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = ray.remote(num_cpus=0, max_retries=0)(_model_on_node)
+        pending = {
+            node["NodeManagerAddress"]: probe.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(str(models_dir), model)
+            for node in self._alive()
+            if node.get("Resources", {}).get("CPU", 0) > 0
+        }
+        for host, ref in pending.items():
+            found = ray.get(ref)
+            if found != expected:
+                raise WorkerModelMismatchError(
+                    f"the node {host} has {found}, the build uses {expected}: prepare the same model at "
+                    f"{models_dir} on every node (scripts/prepare_model.py)"
+                )
 
     def encoder(self, models_dir: Path, model: str) -> RayEncoder:
         """An encoder whose documents are encoded by actors on the cluster."""
@@ -186,14 +255,9 @@ class RayCluster:
         again (Ray's retries)."""
         if not slices:
             return iter(())
-        ray = self._ray
+        ray = self.ray
         shared = ray.put(work)
         cpus = self.options.cpus_per_task
-        largest = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0)
-        if cpus > largest:  # such a task would wait for a node forever
-            raise ClusterUnavailableError(
-                f"--ray-cpus-per-task {cpus} exceeds the largest node's {largest} CPUs: give at most {largest}"
-            )
         count = max(1, min(len(slices), self.cpus() // cpus * _GROUPS_PER_CPU))
         groups = [list(group) for group in np.array_split(np.arange(len(slices)), count) if len(group)]
         task = ray.remote(num_cpus=cpus, max_retries=3)(_run_slices)
@@ -206,9 +270,20 @@ class RayCluster:
         return results()
 
 
+def _model_on_node(models_dir: str, model: str) -> str:
+    """The prepared model's name and fingerprint on this node, or why there is none."""
+    try:
+        check_prepared(Path(models_dir), model)
+        manifest = read_manifest(Path(models_dir), model)
+    except Exception as exc:  # reported to the driver, which names the node
+        return f"no usable model ({exc})"
+    return f"{manifest.name}@{manifest.fingerprint}"
+
+
 def _run_slices(
     fn: Callable[[ListWork, int, int, int], Rows], work: ListWork, slices: list[tuple[int, int]], threads: int
-) -> list:
+) -> list[Rows]:
+    """One task: ``fn`` over a run of slices, on the task's CPUs."""
     return [fn(work, start, stop, threads) for start, stop in slices]
 
 
@@ -229,6 +304,7 @@ class _EncodeActor:
         self.chunked = chunked
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Encode one batch: its rows' chunk vectors and weights as bytes, with the actor's own timings."""
         started = time.perf_counter()
         texts = [str(text) for text in batch["text"]]
         languages = [str(language) or None for language in batch["language"]]
@@ -244,8 +320,10 @@ class _EncodeActor:
             weights_out[i] = np.ascontiguousarray(weights, dtype=np.float32).tobytes()
         # The actor's own seconds, on the batch's first row: the driver sums them into RunTimes.
         encode_s, load_s, rss_mb = np.zeros(len(parts)), np.zeros(len(parts)), np.zeros(len(parts))
-        encode_s[0], load_s[0], self.load_s = time.perf_counter() - started, self.load_s, 0.0
-        rss_mb[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if len(parts):
+            encode_s[0] = time.perf_counter() - started
+            load_s[0], self.load_s = self.load_s, 0.0
+            rss_mb[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return {
             "row": batch["row"],
             "vectors": vectors_out,
@@ -322,7 +400,8 @@ class RayEncoder:
     ) -> ChunkVectors:
         if not texts:
             return ChunkVectors.concat([], self.dimension)
-        ray, options = self.cluster._ray, self.cluster.options
+        ray, options = self.cluster.ray, self.cluster.options
+        self.cluster.check_nodes(self.models_dir, self.model, self.name)
         languages = list(languages) if languages is not None else [None] * len(texts)
         # Longest first: batches of like lengths pad little, and the slowest batches do not come last.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))

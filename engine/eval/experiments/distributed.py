@@ -11,6 +11,7 @@ actor's own rate while it encodes over the one-thread local rate.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,7 +64,7 @@ def measure_ray(
     start_s, cluster = _seconds(lambda: _start(Cluster, workers))
     connected: RayCluster | None = None
     try:
-        connect_s, connected = _seconds(lambda: RayCluster(RayOptions(address=cluster.address, batch_size=batch_size)))
+        connect_s, connected = _seconds(lambda: _connected(RayOptions(address=cluster.address, batch_size=batch_size)))
         encoder = connected.encoder(models_dir, model)
         total_s, chunks = _seconds(lambda: encoder.encode_chunks(list(texts), languages=list(languages)))
         times = encoder.last_run
@@ -109,8 +110,17 @@ def measure_ray_lists(workload: tuple, workers: int) -> tuple[float, NeighbourLi
         cluster.shutdown()
 
 
+def _connected(options: RayOptions) -> RayCluster:
+    cluster = RayCluster(options)
+    cluster.connect()
+    return cluster
+
+
 def _start(cluster_class: Any, workers: int) -> Any:
+    sigterm = signal.getsignal(signal.SIGTERM)
     cluster = cluster_class(initialize_head=True, head_node_args={"num_cpus": 0})
+    # A head node started in this process installs Ray's SIGTERM handler, which would outlive it.
+    signal.signal(signal.SIGTERM, sigterm)
     for _ in range(workers):
         cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
