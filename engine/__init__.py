@@ -89,7 +89,7 @@ def expected_model_name(settings: Settings | None = None) -> str:
     """The name an index built with the configured model carries (read from the manifest, no weights)."""
     settings = settings or get_settings()
     manifest = read_manifest(settings.models_dir, settings.model)
-    return f"{manifest.name}@{manifest.fingerprint}"
+    return manifest.vectors_name
 
 
 def open_encoder(settings: Settings | None = None) -> SentenceTransformerEncoder:

@@ -49,7 +49,7 @@ class SentenceTransformerEncoder:
     def __init__(self, models_dir: Path, model: str, *, threads: int = 1, batch_size: int = 64) -> None:
         manifest = read_manifest(models_dir, model)
         self.model_name = manifest.name
-        self.name = f"{manifest.name}@{manifest.fingerprint}"
+        self.name = manifest.vectors_name
         self.dimension = manifest.dimension
         self.max_tokens = manifest.max_seq_length
         self.batch_size = batch_size

@@ -56,6 +56,11 @@ class ModelManifest:
             parts.append(self.tokenizer)
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
+    @property
+    def vectors_name(self) -> str:
+        """``name@fingerprint``: what vectors, caches and indexes made with this model are labelled with."""
+        return f"{self.name}@{self.fingerprint}"
+
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

@@ -179,7 +179,7 @@ class RayCluster:
 
     def _check_sizes(self) -> None:
         """Refuse actors or tasks wider than every node: Ray would wait for such a node forever."""
-        largest = max((int(n["Resources"].get("CPU", 0)) for n in self._alive()), default=0)
+        largest = max((int(node["Resources"]["CPU"]) for node in self._workers()), default=0)
         if largest < 1:
             raise ClusterUnavailableError(f"the Ray cluster at {self.options.address!r} has no CPUs to work on")
         for flag, wanted in (
@@ -191,8 +191,9 @@ class RayCluster:
                     f"{flag} {wanted} exceeds the largest node's {largest} CPUs: give at most {largest}"
                 )
 
-    def _alive(self) -> list[dict[str, Any]]:
-        return [node for node in self._ray.nodes() if node.get("Alive")]
+    def _workers(self) -> list[dict[str, Any]]:
+        """The alive nodes that have CPUs (a head started without CPUs runs no actor or task)."""
+        return [node for node in self._ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0]
 
     def __enter__(self) -> RayCluster:
         return self
@@ -214,7 +215,7 @@ class RayCluster:
     def nodes(self) -> int:
         """Alive nodes that have CPUs."""
         self.connect()
-        return sum(1 for node in self._alive() if node.get("Resources", {}).get("CPU", 0) > 0)
+        return len(self._workers())
 
     def cpus(self) -> int:
         """CPUs of the alive nodes."""
@@ -231,8 +232,7 @@ class RayCluster:
             node["NodeManagerAddress"]: probe.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
             ).remote(str(models_dir), model)
-            for node in self._alive()
-            if node.get("Resources", {}).get("CPU", 0) > 0
+            for node in self._workers()
         }
         for host, ref in pending.items():
             found = ray.get(ref)
@@ -277,7 +277,7 @@ def _model_on_node(models_dir: str, model: str) -> str:
         manifest = read_manifest(Path(models_dir), model)
     except Exception as exc:  # reported to the driver, which names the node
         return f"no usable model ({exc})"
-    return f"{manifest.name}@{manifest.fingerprint}"
+    return manifest.vectors_name
 
 
 def _run_slices(
@@ -371,7 +371,7 @@ class RayEncoder:
         self.cluster = cluster
         self.models_dir, self.model = Path(models_dir), model
         self.model_name = manifest.name
-        self.name = f"{manifest.name}@{manifest.fingerprint}"
+        self.name = manifest.vectors_name
         self.dimension = manifest.dimension
         self.max_tokens = manifest.max_seq_length
         self._local: SentenceTransformerEncoder | None = None
