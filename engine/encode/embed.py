@@ -46,7 +46,7 @@ class Encoder(Protocol):
 class SentenceTransformerEncoder:
     """An :class:`Encoder` over a prepared ``SentenceTransformer`` folder under ``models/``."""
 
-    def __init__(self, models_dir: Path, model: str, *, threads: int = 1, batch_size: int = 64) -> None:
+    def __init__(self, models_dir: Path, model: str, *, threads: int = 1, batch_size: int = 256) -> None:
         manifest = read_manifest(models_dir, model)
         self.model_name = manifest.name
         self.name = manifest.vectors_name

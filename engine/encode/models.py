@@ -17,6 +17,9 @@ from typing import Any
 # The prepared sentence-transformers folder inside models/<name>/ (not committed: built from the package).
 PREPARED_DIR = "sentence-transformer"
 STAMP_FILE = "prepared.json"
+# The layout of a prepared folder; a folder prepared in another layout is prepared again. 2: the network's
+# weights converted to safetensors (engine.encode.use_network), no longer the numpy port's npz.
+PREPARED_FORMAT = 2
 OFFSETS_FILE = "language_offsets.json"
 
 
@@ -160,6 +163,10 @@ def check_prepared(models_dir: Path, name: str) -> Path:
             f"model {name!r} is not prepared ({folder} is missing); run `{manifest.prepare}` (or `make setup`)"
         )
     prepared = json.loads(stamp.read_text(encoding="utf-8"))
+    if prepared.get("format", 1) != PREPARED_FORMAT:
+        raise ModelNotPreparedError(
+            f"model {name!r} in {folder} was prepared by an older version of this project; run `{manifest.prepare}`"
+        )
     if prepared.get("fingerprint") != manifest.fingerprint:
         raise ModelNotPreparedError(
             f"model {name!r} in {folder} was prepared from another manifest; run `{manifest.prepare} --force`"
@@ -190,12 +197,19 @@ def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[
             pass
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
     try:
-        for src in sources:
-            shutil.copyfile(src, staging / src.name)
+        _module_class(manifest).prepare_folder(sources, staging)
         _write_sentence_transformer(staging, manifest)
         _write_adapter(staging, manifest)
         (staging / STAMP_FILE).write_text(
-            json.dumps({"fingerprint": manifest.fingerprint, "files": checksums, "manifest": manifest.raw}, indent=2),
+            json.dumps(
+                {
+                    "format": PREPARED_FORMAT,
+                    "fingerprint": manifest.fingerprint,
+                    "files": checksums,
+                    "manifest": manifest.raw,
+                },
+                indent=2,
+            ),
             encoding="utf-8",
         )
         if folder.exists():
@@ -204,6 +218,17 @@ def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder, True
+
+
+def _module_class(manifest: ModelManifest) -> Any:
+    """The module class the manifest names (``package.module.Class``); it writes its own files."""
+    module_name, _, class_name = manifest.module.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise ValueError(
+            f"{manifest.folder / 'manifest.json'} names the module {manifest.module!r}, not found"
+        ) from None
 
 
 def _write_sentence_transformer(folder: Path, manifest: ModelManifest) -> None:

