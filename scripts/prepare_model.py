@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         try:
             folder, changed = prepare_model(args.models_dir, name, force=args.force)
-        except ModelNotPreparedError as exc:
+        except (ModelNotPreparedError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"model {name}: {'prepared' if changed else 'already prepared'} in {folder}")

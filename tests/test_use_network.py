@@ -45,6 +45,14 @@ def random_usem3_weights(seed: int = 0) -> dict[str, np.ndarray]:
     return weights
 
 
+def test_lengths_that_do_not_fit_the_ids_are_refused() -> None:
+    network = UseNetwork(table_rows=40)
+    with pytest.raises(ValueError, match="add up to the 3 ids"):
+        network(torch.tensor([1, 2, 3]), torch.tensor([2, 2]))
+    with pytest.raises(ValueError, match="at least one token"):
+        network(torch.tensor([1, 2]), torch.tensor([2, 0]))
+
+
 def test_gapped_layout_puts_two_zero_rows_around_every_sentence() -> None:
     # Sentences of 2 and 1 tokens (distinct ids 0, 1, then 0 again); gap rows point at row 9 and sentence 2.
     rows, segments = gapped_layout(torch.tensor([2, 1]), torch.tensor([0, 1, 0]), gap_row=9)
@@ -100,8 +108,7 @@ def test_a_saved_network_comes_back_whole() -> None:
         assert torch.equal(again.state_dict()[name], tensor), name
 
 
-def test_every_weight_but_the_table_trains(random_pair) -> None:
-    network, _ = random_pair
+def test_every_weight_but_the_table_trains() -> None:
     network = UseNetwork.from_usem3(random_usem3_weights(seed=2)).train()
     ids, lengths = torch.tensor([5, 9, 5, 11, 700, 12, 5]), torch.tensor([4, 3])
     target = torch.nn.functional.normalize(torch.ones(2, 512), dim=1)

