@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,7 @@ def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[
             pass
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
     try:
-        _module_class(manifest).prepare_folder(sources, staging)
+        _prepare_hook(manifest)(sources, staging)
         _write_sentence_transformer(staging, manifest)
         _write_adapter(staging, manifest)
         (staging / STAMP_FILE).write_text(
@@ -220,13 +221,12 @@ def prepare_model(models_dir: Path, name: str, *, force: bool = False) -> tuple[
     return folder, True
 
 
-def _module_class(manifest: ModelManifest) -> type:
-    """The module class the manifest names (``package.module.Class``); it writes its own files."""
+def _prepare_hook(manifest: ModelManifest) -> Callable[[list[Path], Path], None]:
+    """``prepare_folder`` of the module class the manifest names (``package.module.Class``): it writes the
+    module's own files from the package's."""
     module_name, _, class_name = manifest.module.rpartition(".")
     try:
-        found = getattr(importlib.import_module(module_name), class_name)
-        found.prepare_folder  # noqa: B018 - the hook prepare_model calls
-        return found
+        return getattr(importlib.import_module(module_name), class_name).prepare_folder
     except (ImportError, AttributeError, ValueError):
         raise ValueError(
             f"{manifest.folder / 'manifest.json'} names the module {manifest.module!r}, not found or "

